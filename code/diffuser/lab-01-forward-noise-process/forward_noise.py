@@ -1,0 +1,79 @@
+"""Lab 01 · Forward Noise Process. Run: python forward_noise.py
+
+The forward process mixes a clean latent x0 with sampled noise eps, using a
+fixed schedule alpha_bar_t. It builds the denoiser's training inputs; it is not
+the generator and nothing in it is learned.
+"""
+
+import torch
+
+from infralens.diffusion import add_noise, alphas_cumprod, make_betas, predict_x0_from_eps, snr, v_target
+
+
+def show(name: str, x: torch.Tensor, note: str) -> None:
+    print(f"  {name:<8} {tuple(x.shape)!s:<18} {x.dtype!s:<14} {note}")
+
+
+# [1] Setup / contract
+torch.manual_seed(0)
+B, C, H, W = 4, 4, 64, 64  # four SD latents of 512x512 images
+betas = make_betas("linear")  # (T,) beta_t, fixed before training starts
+alpha_bar = alphas_cumprod(betas)  # (T,) share of the signal's variance kept at t
+x0 = torch.randn(B, C, H, W)  # (B, C, H, W) stand-in for VAE latents
+t = torch.tensor([0, 250, 500, 999])  # (B,) one training timestep per sample
+noise = torch.randn_like(x0)  # (B, C, H, W) eps ~ N(0, I): sampled, never learned
+
+# [2] Main transition
+ab_t = alpha_bar[t]  # (B,) gathered per sample
+x_t = add_noise(x0, noise, ab_t)  # (B, C, H, W) sqrt(ab) * x0 + sqrt(1 - ab) * eps
+ab4 = ab_t.view(B, 1, 1, 1)  # (B, 1, 1, 1) the same line in plain torch
+assert torch.allclose(x_t, ab4.sqrt() * x0 + (1 - ab4).sqrt() * noise, atol=1e-6)
+
+# [3] Interview hook
+targets = {
+    "epsilon": noise,  # (B, C, H, W) what an epsilon-prediction model must output
+    "v": v_target(x0, noise, ab_t),  # (B, C, H, W) sqrt(ab) * eps - sqrt(1 - ab) * x0
+    "sample": x0,  # (B, C, H, W) x0-prediction: the clean latent itself
+}
+x0_back = predict_x0_from_eps(x_t, targets["epsilon"], ab_t)  # a perfect eps prediction gives x0 back
+# [end]
+
+if __name__ == "__main__":
+    print("Shapes at each boundary")
+    show("betas", betas, "beta_t, linear 1e-4 -> 0.02")
+    show("x0", x0, "clean latents (B, C, H, W)")
+    show("t", t, "one timestep per sample")
+    show("ab_t", ab_t, "alpha_bar gathered at t")
+    show("noise", noise, "eps ~ N(0, I)")
+    show("x_t", x_t, "the denoiser's training input")
+    for name, target in targets.items():
+        show(name, target, f"{name}-prediction target")
+
+    print("\nCoefficients per sample (x_t = a * x0 + b * eps)")
+    print(f"  {'t':>5} {'alpha_bar':>10} {'a=sqrt(ab)':>11} {'b=sqrt(1-ab)':>13} {'SNR':>11} {'corr(x_t,x0)':>13}")
+    for i in range(B):
+        a, b = ab_t[i].sqrt().item(), (1 - ab_t[i]).sqrt().item()
+        corr = torch.corrcoef(torch.stack([x_t[i].flatten(), x0[i].flatten()]))[0, 1].item()
+        print(
+            f"  {t[i].item():>5} {ab_t[i].item():>10.6f} {a:>11.6f} {b:>13.6f}"
+            f" {snr(ab_t[i]).item():>11.4g} {corr:>13.4f}"
+        )
+
+    print("\nThe same x0 at many noise levels: one latent, every t above, one batch")
+    same = add_noise(x0[:1].expand(B, -1, -1, -1), noise, ab_t)  # (B, C, H, W)
+    print(f"  {tuple(same.shape)}: sample i is x0[0] at t={t.tolist()}[i]")
+
+    err = (x0_back - x0).abs().max().item()
+    print(f"\nx0 recovered from the true eps: max |error| = {err:.2e}")
+
+    print("\nSignal-to-noise ratio by schedule (T = 1000)")
+    schedules = {
+        "linear": make_betas("linear"),
+        "scaled_linear": make_betas("scaled_linear", beta_start=0.00085, beta_end=0.012),
+        "squaredcos_cap_v2": make_betas("squaredcos_cap_v2"),
+    }
+    steps = [0, 100, 250, 500, 750, 999]
+    print(f"  {'schedule':<18}" + "".join(f"{'t=' + str(s):>11}" for s in steps))
+    for name, b in schedules.items():
+        row = snr(alphas_cumprod(b)[steps])
+        print(f"  {name:<18}" + "".join(f"{v:>11.4g}" for v in row.tolist()))

@@ -1,0 +1,103 @@
+"""Sphinx configuration for InfraLens.
+
+The book's sources are the root ``index.md`` and everything under ``docs/``;
+``include_patterns`` keeps Sphinx out of ``.tox``, ``.venv``, ``code/`` and the
+READMEs. Our own extensions live in ``docs/_ext`` (one small module each).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.resolve()
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+
+import infralens  # noqa: E402
+
+project = "InfraLens"
+author = "The InfraLens authors"
+copyright = "2026, The InfraLens authors"
+release = version = infralens.__version__
+
+root_doc = "index"
+include_patterns = ["index.md", "docs/**"]
+exclude_patterns = ["docs/_ext/**", "**/README.md"]
+source_suffix = {".md": "markdown"}
+
+extensions = [
+    "myst_parser",
+    "autodoc2",
+    "sphinx.ext.doctest",
+    "sphinx.ext.mathjax",
+    "infralens_figures",
+]
+
+# --- warnings are errors (tox passes -W --keep-going -n) ----------------------
+nitpicky = True
+# Types from outside the book. The build must work offline (no intersphinx
+# inventories can be fetched here), so they are named but not linked.
+nitpick_ignore = [
+    ("py:class", "torch.Tensor"),
+    ("py:class", "torch.dtype"),
+    ("py:class", "torch.device"),
+    ("py:class", "collections.abc.Mapping"),
+    ("py:class", "infralens.diffusion._args.Scalar"),
+]
+nitpick_ignore_regex = [("py:class", r"typing\..*")]
+
+# --- MyST ----------------------------------------------------------------------
+myst_enable_extensions = [
+    "amsmath",
+    "attrs_inline",
+    "colon_fence",
+    "deflist",
+    "dollarmath",
+    "fieldlist",
+    "substitution",
+]
+# Upstream versions the pages' facts were checked against ({{ diffusers_version }}).
+UPSTREAM = json.loads((ROOT / "docs" / "_data" / "upstream.json").read_text())
+myst_substitutions = {f"{name}_version": ver for name, ver in UPSTREAM.items()}
+myst_heading_anchors = 3
+
+# --- API reference (sphinx-autodoc2) -------------------------------------------
+autodoc2_packages = [{"path": "src/infralens", "module": "infralens"}]
+autodoc2_output_dir = "docs/api"
+autodoc2_render_plugin = "myst"
+autodoc2_hidden_objects = ["private", "dunder", "inherited"]
+# Document the public names where readers import them from: infralens.diffusion.
+autodoc2_module_all_regexes = [r"infralens\.diffusion"]
+# ...and only there: its modules are implementation layout, documented once, above.
+autodoc2_skip_module_regexes = [r"infralens\.diffusion\..+"]
+autodoc2_docstring_parser_regexes = [(r".*", "rst")]
+autodoc2_index_template = None
+
+# --- doctests --------------------------------------------------------------------
+# The {doctest} blocks of the pages run here (tox -e docs) and under pytest
+# (sybil). Docstring examples are run by pytest --doctest-modules, where their
+# module's names are in scope, so Sphinx skips the rendered copies.
+doctest_test_doctest_blocks = ""
+
+# --- HTML --------------------------------------------------------------------------
+html_theme = "sphinx_book_theme"
+html_title = "InfraLens"
+html_static_path = ["docs/_static"]
+html_css_files = ["infralens.css"]
+html_theme_options = {
+    "show_toc_level": 2,
+    "home_page_in_toc": True,
+    "use_download_button": False,
+}
+html_last_updated_fmt = None
+
+# --- PDF and ePub --------------------------------------------------------------------
+latex_engine = "xelatex"  # the pages use Unicode symbols that pdflatex rejects
+latex_documents = [(root_doc, "infralens.tex", "InfraLens", author, "manual")]
+latex_elements = {"papersize": "a4paper", "pointsize": "10pt"}
+epub_show_urls = "no"
+
+on_rtd = os.environ.get("READTHEDOCS") == "True"

@@ -1,0 +1,93 @@
+"""Argument checks shared by the formula modules.
+
+Every public function validates its input here so that a bad argument gets one
+kind of message everywhere: the argument's name, the rule it broke, and a value
+that would have been valid.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+Scalar = float | int | torch.Tensor
+
+
+def positive_int(name: str, value: object, *, example: int) -> int:
+    """Return ``value`` if it is an ``int`` >= 1, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be a whole number >= 1, e.g. {name}={example}; got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, e.g. {name}={example}; got {value}")
+    return int(value)
+
+
+def same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``a`` and ``b`` are tensors of one shape."""
+    for name, t in ((name_a, a), (name_b, b)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor; got {type(t).__name__}")
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_b} must have the shape of {name_a}: {name_a} is {tuple(a.shape)} "
+            f"but {name_b} is {tuple(b.shape)}; e.g. {name_b} = torch.randn_like({name_a})"
+        )
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype coefficients are computed in: float32 or better.
+
+    >>> compute_dtype(torch.bfloat16), compute_dtype(torch.float64)
+    (torch.float32, torch.float64)
+    """
+    if not dtype.is_floating_point:
+        raise ValueError(f"expected a floating-point tensor, e.g. torch.float32; got {dtype}")
+    return torch.promote_types(dtype, torch.float32)
+
+
+def per_sample(
+    name: str,
+    value: Scalar,
+    like: torch.Tensor,
+    *,
+    low: float,
+    high: float,
+    example: float,
+) -> torch.Tensor:
+    """Turn a per-sample value into a tensor that broadcasts over ``like``.
+
+    ``value`` is a Python number, a 0-d tensor or a ``(B,)`` tensor with one
+    value per sample of ``like`` (whose first axis is the batch ``B``). The
+    result has shape ``()`` or ``(B, 1, ..., 1)`` with ``like.ndim`` axes and is
+    in :func:`compute_dtype` of ``like``, on ``like``'s device. Values outside
+    ``[low, high]`` raise ``ValueError``.
+
+    >>> x = torch.zeros(2, 4, 8, 8)
+    >>> per_sample("alpha_bar_t", torch.tensor([0.1, 0.9]), x, low=0, high=1, example=0.5).shape
+    torch.Size([2, 1, 1, 1])
+    """
+    dtype = compute_dtype(like.dtype)
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.Tensor)):
+        raise ValueError(f"{name} must be a number or a tensor, e.g. {name}={example}; got {type(value).__name__}")
+    t = torch.as_tensor(value, device=like.device)
+    if t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(f"{name} must be real, e.g. {name}={example}; got dtype {t.dtype}")
+    t = t.to(torch.promote_types(t.dtype, dtype)) if t.is_floating_point() else t.to(dtype)
+    if t.ndim > 1:
+        raise ValueError(
+            f"{name} must be a scalar or have shape (B,) = ({like.shape[0]},), one value per "
+            f"sample; got shape {tuple(t.shape)}"
+        )
+    if t.ndim == 1:
+        if like.ndim == 0 or t.shape[0] != like.shape[0]:
+            batch = like.shape[0] if like.ndim else 1
+            raise ValueError(
+                f"{name} has {t.shape[0]} values but the batch has {batch} samples: give one "
+                f"value per sample, shape ({batch},), or a single value such as {name}={example}"
+            )
+        t = t.reshape((-1,) + (1,) * (like.ndim - 1))
+    if torch.isnan(t).any() or (t < low).any() or (t > high).any():
+        bad = t[torch.isnan(t) | (t < low) | (t > high)].flatten()[0].item()
+        raise ValueError(f"{name} must lie in [{low}, {high}], e.g. {name}={example}; got {bad}")
+    return t.to(dtype)

@@ -1,0 +1,128 @@
+"""Whole-book checks: every lab page is complete, ordered and linked both ways.
+
+These read the MyST sources with markdown-it (the parser MyST is built on), so
+headings and fences are found as the build finds them, not by guessing.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+from markdown_it import MarkdownIt
+
+ROOT = Path(__file__).resolve().parents[1]
+TRACKS = ROOT / "docs" / "tracks"
+LAB_PAGES = sorted(TRACKS.glob("*/labs/lab-*.md"))
+
+SECTIONS = [
+    "Related handbook section",
+    "Concept Goal",
+    "Mental Model",
+    "Formula bridge",  # optional
+    "Annotated Code Preview",
+    "Line-by-line Explanation",
+    "What to Notice",
+    "Common Misunderstandings",
+    "Interview Explanation",
+    "External intuition notes",
+    "Further Reading",
+]
+OPTIONAL = {"Formula bridge"}
+LINE_BY_LINE = ["Setup / contract", "Main transition", "Interview hook"]
+HANDBOOK_PARTS = [
+    "What problem does this solve?",
+    "Core mechanism",
+    "What to say in an interview",
+    "Common misunderstanding",
+]
+MARKERS = ["# [1] Setup / contract", "# [2] Main transition", "# [3] Interview hook", "# [end]"]
+
+md = MarkdownIt("commonmark")
+
+
+def tokens(path: Path):
+    return md.parse(path.read_text())
+
+
+def headings(path: Path, level: int) -> list[str]:
+    toks = tokens(path)
+    return [toks[i + 1].content for i, t in enumerate(toks) if t.type == "heading_open" and t.tag == f"h{level}"]
+
+
+def fences(path: Path, directive: str):
+    return [t for t in tokens(path) if t.type == "fence" and t.info.strip().startswith("{" + directive + "}")]
+
+
+def lab_id(page: Path) -> tuple[str, str, str]:
+    """(track, NN, slug) from docs/tracks/<track>/labs/lab-NN-<slug>.md."""
+    track = page.parents[1].name
+    nn, slug = re.fullmatch(r"lab-(\d\d)-(.+)", page.stem).groups()
+    return track, nn, slug
+
+
+def test_there_are_lab_pages():
+    assert len(LAB_PAGES) >= 2
+
+
+@pytest.mark.parametrize("page", LAB_PAGES, ids=lambda p: p.stem)
+def test_lab_sections_in_order(page):
+    found = headings(page, 2)
+    required = [s for s in SECTIONS if s not in OPTIONAL]
+    assert [s for s in found if s not in OPTIONAL] == required, found
+    assert [s for s in found if s in SECTIONS] == [s for s in SECTIONS if s in found]
+    line_by_line = headings(page, 3)
+    assert [h for h in line_by_line if h in LINE_BY_LINE] == LINE_BY_LINE
+
+
+@pytest.mark.parametrize("page", LAB_PAGES, ids=lambda p: p.stem)
+def test_lab_includes_its_existing_starter(page):
+    track, nn, slug = lab_id(page)
+    includes = [f.info.split(None, 1)[1].strip() for f in fences(page, "literalinclude")]
+    assert includes, "the code preview must be a literalinclude"
+    prefix = f"/code/{track}/lab-{nn}-{slug}/"
+    assert all(inc.startswith(prefix) for inc in includes), includes
+    for inc in set(includes):
+        starter = ROOT / inc.lstrip("/")
+        assert starter.is_file(), inc
+        text = starter.read_text()
+        for marker in MARKERS:
+            assert text.count(marker) == 1, f"{inc} needs the marker line {marker!r} once"
+
+
+@pytest.mark.parametrize("page", LAB_PAGES, ids=lambda p: p.stem)
+def test_lab_and_handbook_link_each_other(page):
+    track, nn, slug = lab_id(page)
+    handbook = TRACKS / track / "index.md"
+    section_label, lab_label = f"{track}-{slug}", f"{track}-lab-{nn}"
+    text = page.read_text()
+    assert f"({lab_label})=" in text
+    related = text.split("## Related handbook section", 1)[1].split("\n## ", 1)[0]
+    assert f"<{section_label}>`" in related, "the lab links its handbook section"
+    hb = handbook.read_text()
+    assert f"({section_label})=" in hb
+    section = hb.split(f"({section_label})=", 1)[1].split("\n## ", 2)[1]
+    assert f"<{lab_label}>`" in section, "the handbook section links back to its lab"
+    parts = re.findall(r"^### (.+)$", section, re.M)
+    assert parts == HANDBOOK_PARTS
+
+
+@pytest.mark.parametrize("page", [*LAB_PAGES, *TRACKS.glob("*/index.md")], ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_display_formula_is_followed_by_a_doctest(page):
+    """A display formula must be exercised on real tensors before the next formula or heading."""
+    toks = tokens(page)
+    pending = None
+    for t in toks:
+        if t.type == "heading_open" or (t.type == "paragraph_open" and False):
+            assert pending is None, f"formula without a doctest: {pending}"
+        if t.type == "inline" and "$$" in t.content:
+            assert pending is None, f"formula without a doctest: {pending}"
+            pending = t.content.strip().splitlines()[1] if "\n" in t.content else t.content
+        if t.type == "fence" and t.info.strip().startswith("{doctest}"):
+            pending = None
+    assert pending is None, f"formula without a doctest: {pending}"
+
+
+def test_lab_titles_match_their_file_names():
+    for page in LAB_PAGES:
+        _, nn, _ = lab_id(page)
+        assert headings(page, 1)[0].startswith(f"Lab {nn}: ")
