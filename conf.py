@@ -34,6 +34,7 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
     "infralens_figures",
+    "infralens_mathjax",
 ]
 
 # --- warnings are errors (tox passes -W --keep-going -n) ----------------------
