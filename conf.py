@@ -7,6 +7,7 @@ READMEs. Our own extensions live in ``docs/_ext`` (one small module each).
 
 from __future__ import annotations
 
+import doctest
 import json
 import os
 import sys
@@ -82,6 +83,9 @@ autodoc2_index_template = None
 # (sybil). Docstring examples are run by pytest --doctest-modules, where their
 # module's names are in scope, so Sphinx skips the rendered copies.
 doctest_test_doctest_blocks = ""
+# Check exception messages too (Sphinx ignores their detail by default), and let
+# long expected output wrap: the same flags sybil uses under pytest.
+doctest_default_flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE | doctest.DONT_ACCEPT_TRUE_FOR_1
 
 # --- HTML --------------------------------------------------------------------------
 html_theme = "sphinx_book_theme"

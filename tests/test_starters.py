@@ -69,7 +69,7 @@ def test_latent_shapes_trace():
     }
     for family, shape in expected.items():
         assert re.search(rf"^\s+{re.escape(family)}\s.*{re.escape(str(shape))}\s+{math.prod(shape):,}$", out, re.M)
-    assert "(1, 16, 81, 60, 104), 3.86x too many elements" in out
+    assert "(1, 16, 81, 60, 104), 3.86x too big" in out
     assert f"21 x 30 x 52 = {21 * 30 * 52:,}" in out
     assert "Per-frame view for 2-D layers: (21, 16, 60, 104)" in out
     assert "nearest valid: 77 or 81" in out
