@@ -72,10 +72,11 @@ autodoc2_packages = [{"path": "src/infralens", "module": "infralens"}]
 autodoc2_output_dir = "docs/api"
 autodoc2_render_plugin = "myst"
 autodoc2_hidden_objects = ["private", "dunder", "inherited"]
-# Document the public names where readers import them from: infralens.diffusion.
-autodoc2_module_all_regexes = [r"infralens\.diffusion"]
-# ...and only there: its modules are implementation layout, documented once, above.
-autodoc2_skip_module_regexes = [r"infralens\.diffusion\..+"]
+# Document the public names where readers import them from: each area package
+# (infralens.diffusion, infralens.video, ...) through its __all__ ...
+autodoc2_module_all_regexes = [r"infralens\.[a-z]+"]
+# ...and only there: the modules behind an area are layout, documented once, above.
+autodoc2_skip_module_regexes = [r"infralens\.[a-z]+\..+"]
 autodoc2_docstring_parser_regexes = [(r".*", "rst")]
 autodoc2_index_template = None
 
