@@ -53,6 +53,7 @@ def test_known_shapes(family, kwargs, shape):
 def test_latent_frames():
     assert [latent_frames("wan2.1", f) for f in (1, 5, 9, 81)] == [1, 2, 3, 21]
     assert [latent_frames("ltxvideo", f) for f in (1, 9, 121)] == [1, 2, 16]
+    assert [latent_frames("cogvideox", f) for f in (1, 9, 49, 81)] == [1, 3, 13, 21]
 
 
 def expect(words, call, *args, **kwargs):
@@ -71,6 +72,7 @@ def test_invalid_frames_name_the_nearest_valid_counts():
     expect(["frames=80", "1 + 4k", "77 or 81"], latent_shape, "wan2.1", height=480, width=832, frames=80)
     expect(["frames=2", "1 + 4k", "1 or 5"], latent_shape, "wan2.1", height=480, width=832, frames=2)
     expect(["frames=100", "1 + 8k", "97 or 105"], latent_shape, "ltxvideo", height=512, width=512, frames=100)
+    expect(["frames=13", "in pairs", "1 + 8k", "9 or 17"], latent_shape, "cogvideox", height=480, width=720, frames=13)
     expect(["frames", ">= 1"], latent_shape, "wan2.1", height=480, width=832, frames=0)
 
 

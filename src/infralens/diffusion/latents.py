@@ -7,7 +7,9 @@ group of :math:`t_f` frames becomes one latent frame, so
 
 .. math:: F' = 1 + \frac{F - 1}{t_f}, \qquad H' = \frac{H}{s}, \qquad W' = \frac{W}{s}
 
-and only :math:`F = 1 + t_f k` frames map exactly. Image latents have four axes
+and only :math:`F = 1 + t_f k` frames map exactly (CogVideoX's decoder works on
+pairs of latent frames, which makes its exact counts :math:`1 + 8k`). Image
+latents have four axes
 ``(B, C, H', W')``; video latents have five, ``(B, C, F', H', W')``, in the
 layout of the families' VAEs in diffusers.
 """
@@ -37,11 +39,18 @@ class LatentFamily:
     """:math:`t_f`: frames per latent frame after the first; ``None`` for image families."""
     vae_class: str
     """The VAE class that implements it in diffusers."""
+    frame_step: int | None = None
+    """Valid frame counts are ``1 + frame_step * k``; ``None`` means :attr:`temporal_factor`."""
 
     @property
     def is_video(self) -> bool:
         """Whether latents of this family have a frame axis."""
         return self.temporal_factor is not None
+
+    @property
+    def frames_multiple(self) -> int | None:
+        """The step between valid frame counts ``1 + step * k`` (``None`` for image families)."""
+        return self.frame_step or self.temporal_factor
 
 
 def _families(*specs: LatentFamily) -> Mapping[str, LatentFamily]:
@@ -58,7 +67,16 @@ LATENT_FAMILIES: Mapping[str, LatentFamily] = _families(
     LatentFamily(
         "hunyuanvideo", channels=16, spatial_factor=8, temporal_factor=4, vae_class="AutoencoderKLHunyuanVideo"
     ),
-    LatentFamily("cogvideox", channels=16, spatial_factor=8, temporal_factor=4, vae_class="AutoencoderKLCogVideoX"),
+    # The decoder rebuilds latent frames two at a time: an even latent count L comes
+    # back as 4L frames, not 1 + 4(L - 1), so only odd L, i.e. F = 1 + 8k, round-trips.
+    LatentFamily(
+        "cogvideox",
+        channels=16,
+        spatial_factor=8,
+        temporal_factor=4,
+        vae_class="AutoencoderKLCogVideoX",
+        frame_step=8,
+    ),
     LatentFamily("ltxvideo", channels=128, spatial_factor=32, temporal_factor=8, vae_class="AutoencoderKLLTXVideo"),
 )
 """Every family's shape contract, by name (read-only)."""
@@ -100,14 +118,15 @@ def _check_divisible(name: str, value: object, factor: int, fam: LatentFamily) -
 
 
 def latent_frames(family: str, frames: int) -> int:
-    r"""Latent frames :math:`F' = 1 + (F - 1) / t_f` of a video family; ``F`` must be :math:`1 + t_f k`.
+    r"""Latent frames :math:`F' = 1 + (F - 1) / t_f` of a video family; ``F`` must be :math:`1 + t_f k`
+    (:math:`1 + 8k` for CogVideoX).
 
     :param family: a video family of :data:`LATENT_FAMILIES`.
     :param frames: :math:`F`, the number of pixel frames.
     :returns: :math:`F'`.
 
-    >>> latent_frames("wan2.1", 81), latent_frames("ltxvideo", 121)
-    (21, 16)
+    >>> latent_frames("wan2.1", 81), latent_frames("ltxvideo", 121), latent_frames("cogvideox", 49)
+    (21, 16, 13)
     """
     fam = get_family(family)
     if not fam.is_video:
@@ -117,12 +136,14 @@ def latent_frames(family: str, frames: int) -> int:
             f"omit frames, or use a video family: {videos}"
         )
     F = positive_int("frames", frames, example=1 + 20 * fam.temporal_factor)
-    tf = fam.temporal_factor
-    if (F - 1) % tf:
+    tf, step = fam.temporal_factor, fam.frames_multiple
+    if (F - 1) % step:
+        why = f"its causal VAE encodes the first frame alone and then groups of {tf}"
+        if step != tf:
+            why += ", and its decoder rebuilds latent frames in pairs"
         raise ValueError(
-            f"frames={F} is not valid for {fam.name!r}: its causal VAE encodes the first frame alone "
-            f"and then groups of {tf}, so frames must be 1 + {tf}k; nearest valid: "
-            f"{_nearest(_neighbours(F, tf, 1))}"
+            f"frames={F} is not valid for {fam.name!r}: {why}, so frames must be 1 + {step}k; "
+            f"nearest valid: {_nearest(_neighbours(F, step, 1))}"
         )
     return 1 + (F - 1) // tf
 
