@@ -34,6 +34,7 @@ extensions = [
     "autodoc2",
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
+    "infralens_claims",
     "infralens_compute",
     "infralens_figures",
     "infralens_mathjax",

@@ -62,7 +62,6 @@ class ComputeRole(SphinxRole):
     """``{compute}`expr`` or ``{compute}`expr | format-spec``."""
 
     def run(self):
-        env = self.env
         if not _NAMESPACE:
             _NAMESPACE.update(namespace())
         try:
@@ -71,25 +70,10 @@ class ComputeRole(SphinxRole):
             msg = "{compute}`%s` failed: %s: %s"
             logger.warning(msg, self.text, type(err).__name__, err, location=self.get_location())
             return [nodes.problematic(self.rawtext, self.rawtext)], []
-        count = getattr(env, "infralens_compute_count", {})
-        count[env.docname] = count.get(env.docname, 0) + 1
-        env.infralens_compute_count = count
-        node = nodes.literal(self.rawtext, text) if literal else nodes.Text(text)
-        return [node], []
-
-
-def _purge(app, env, docname):
-    getattr(env, "infralens_compute_count", {}).pop(docname, None)
-
-
-def _merge(app, env, docnames, other):
-    count = getattr(env, "infralens_compute_count", {})
-    count.update(getattr(other, "infralens_compute_count", {}))
-    env.infralens_compute_count = count
+        inner = nodes.literal(self.rawtext, text) if literal else nodes.Text(text)
+        return [nodes.inline("", "", inner, classes=["il-computed"])], []
 
 
 def setup(app):
     app.add_role("compute", ComputeRole())
-    app.connect("env-purge-doc", _purge)
-    app.connect("env-merge-info", _merge)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1", "env_version": 1}

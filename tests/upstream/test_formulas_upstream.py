@@ -1,0 +1,199 @@
+"""Cross-check the formulas of ``infralens.diffusion`` against diffusers' schedulers.
+
+Random tensors, default configs, no downloads (``tox -e upstream``). Where the book
+deliberately differs from diffusers (float32 coefficients for low-precision
+latents), the test asserts the difference instead of hiding it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+diffusers = pytest.importorskip("diffusers")
+torch = pytest.importorskip("torch")
+
+from diffusers import (  # noqa: E402
+    DDPMScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+
+from infralens.diffusion import (  # noqa: E402
+    SCHEDULES,
+    add_noise,
+    alphas_cumprod,
+    cfg_combine,
+    flow_euler_step,
+    flow_interpolate,
+    make_betas,
+    predict_x0_from_eps,
+    rescale_zero_terminal_snr,
+    shift_sigmas,
+    v_target,
+)
+
+pytestmark = [
+    pytest.mark.upstream,
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(0)
+
+
+SETTINGS = [
+    ("linear", 1e-4, 0.02),
+    ("scaled_linear", 0.00085, 0.012),
+    ("squaredcos_cap_v2", 1e-4, 0.02),
+]
+
+
+@pytest.mark.parametrize(("schedule", "start", "end"), SETTINGS)
+def test_betas_and_alphas_cumprod(schedule, start, end):
+    ref = DDPMScheduler(beta_schedule=schedule, beta_start=start, beta_end=end)
+    ours = make_betas(schedule, beta_start=start, beta_end=end)
+    assert torch.allclose(ours, ref.betas, rtol=1e-5, atol=1e-9)
+    # diffusers multiplies in float32; ours in float64 then rounds: equal to float32 precision
+    assert torch.allclose(alphas_cumprod(ours), ref.alphas_cumprod, rtol=1e-4, atol=1e-7)
+
+
+def test_all_diffusers_schedule_names_we_claim_exist():
+    for schedule in SCHEDULES:
+        DDPMScheduler(beta_schedule=schedule)
+
+
+@pytest.mark.parametrize(("schedule", "start", "end"), SETTINGS)
+def test_zero_terminal_snr(schedule, start, end):
+    ref = DDPMScheduler(beta_schedule=schedule, beta_start=start, beta_end=end, rescale_betas_zero_snr=True)
+    ours = rescale_zero_terminal_snr(make_betas(schedule, beta_start=start, beta_end=end))
+    assert torch.allclose(ours, ref.betas, rtol=1e-4, atol=1e-6)
+    assert ours[-1].item() == ref.betas[-1].item() == 1.0
+
+
+def test_add_noise_velocity_and_x0(gen):
+    sched = DDPMScheduler()
+    x0, noise = torch.randn(4, 4, 8, 8, generator=gen), torch.randn(4, 4, 8, 8, generator=gen)
+    t = torch.tensor([0, 10, 500, 999])
+    ab = sched.alphas_cumprod[t]
+    assert torch.allclose(add_noise(x0, noise, ab), sched.add_noise(x0, noise, t), atol=1e-6)
+    assert torch.allclose(v_target(x0, noise, ab), sched.get_velocity(x0, noise, t), atol=1e-6)
+    # DDPMScheduler.step's "pred_original_sample" for an epsilon model is x0 from eps
+    x_t = sched.add_noise(x0, noise, t)
+    for i in range(4):
+        out = DDPMScheduler().step(noise[i : i + 1], int(t[i]), x_t[i : i + 1], generator=gen)
+        assert torch.allclose(
+            predict_x0_from_eps(x_t[i : i + 1], noise[i : i + 1], ab[i]).clamp(-1, 1),
+            out.pred_original_sample,  # diffusers clips x0 to [-1, 1] by default (clip_sample=True)
+            atol=1e-4,
+        )
+
+
+def test_low_precision_add_noise_differs_on_purpose(gen):
+    """diffusers casts alphas_cumprod to bf16 before the square roots; the book does not."""
+    sched = DDPMScheduler()
+    x0 = torch.randn(1, 4, 8, 8, generator=gen).bfloat16()
+    noise = torch.randn(1, 4, 8, 8, generator=gen).bfloat16()
+    t = torch.tensor([0])
+    theirs = sched.add_noise(x0, noise, t)
+    ours = add_noise(x0, noise, sched.alphas_cumprod[t])
+    assert torch.equal(theirs, x0)  # at t = 0 the noise vanished in bf16
+    assert not torch.equal(ours, x0)
+    exact = (sched.alphas_cumprod[0].double().sqrt() * x0.double()) + (
+        (1 - sched.alphas_cumprod[0].double()).sqrt() * noise.double()
+    )
+    assert (ours.double() - exact).abs().max() <= (theirs.double() - exact).abs().max()
+
+
+@pytest.mark.parametrize("shift", [1.0, 3.0, 5.0])
+def test_flow_matching_sigmas_interpolation_and_euler(shift, gen):
+    sched = FlowMatchEulerDiscreteScheduler(shift=shift)
+    sched.set_timesteps(10)
+    # diffusers 0.42.1 spaces the grid from 1 down to the *already shifted* smallest training
+    # sigma (set at construction), then shifts the whole grid: the last sigma is shifted twice.
+    sigma_min = shift_sigmas(torch.tensor(1 / 1000), shift).item()
+    unshifted = torch.linspace(1.0, sigma_min, 10, dtype=torch.float64)
+    assert torch.allclose(sched.sigmas[:-1].double(), shift_sigmas(unshifted, shift), atol=1e-6)
+    assert sched.sigmas[-1].item() == 0.0
+
+    x0, noise = torch.randn(2, 16, 4, 8, generator=gen), torch.randn(2, 16, 4, 8, generator=gen)
+    t = sched.timesteps[[2, 7]]
+    sigma = sched.sigmas[[2, 7]]
+    assert torch.allclose(flow_interpolate(x0, noise, sigma), sched.scale_noise(x0, t, noise), atol=1e-6)
+
+    x, v = torch.randn(1, 16, 4, 8, generator=gen), torch.randn(1, 16, 4, 8, generator=gen)
+    sched.set_timesteps(10)
+    theirs = sched.step(v, sched.timesteps[0], x).prev_sample
+    ours = flow_euler_step(x, v, sched.sigmas[0].item(), sched.sigmas[1].item())
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def tiny_sd_pipeline():
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=12,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    ).eval()
+    from diffusers import AutoencoderKL, DDIMScheduler
+
+    vae = AutoencoderKL(
+        block_out_channels=(8,),
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        latent_channels=4,
+        norm_num_groups=4,
+    ).eval()
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=None,
+        tokenizer=None,
+        unet=unet,
+        scheduler=DDIMScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_cfg_inside_a_real_tiny_pipeline():
+    """StableDiffusionPipeline batch-doubles [uncond, cond] and combines them with CFG."""
+    pipe = tiny_sd_pipeline()
+    unet_outputs, step_inputs = [], []
+    pipe.unet.register_forward_hook(lambda mod, args, out: unet_outputs.append(out[0].detach().clone()))
+    original_step = pipe.scheduler.step
+
+    def recording_step(model_output, *args, **kwargs):
+        step_inputs.append(model_output.detach().clone())
+        return original_step(model_output, *args, **kwargs)
+
+    pipe.scheduler.step = recording_step
+    cond, uncond = torch.randn(1, 5, 12), torch.randn(1, 5, 12)
+    pipe(
+        prompt_embeds=cond,
+        negative_prompt_embeds=uncond,
+        guidance_scale=7.5,
+        num_inference_steps=3,
+        height=16,
+        width=16,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert len(unet_outputs) == len(step_inputs) == 3  # one (batch-doubled) call per step
+    for out, guided in zip(unet_outputs, step_inputs, strict=True):
+        assert out.shape[0] == 2  # [uncond, cond] in one batch
+        u, c = out.chunk(2)
+        assert torch.allclose(cfg_combine(u, c, 7.5), guided, atol=1e-6)
