@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("sphinx")
 pytest.importorskip("myst_parser")
 
-from sphinx.application import Sphinx  # noqa: E402
+from sphinx.application import Sphinx
 
 EXT = Path(__file__).resolve().parents[2] / "docs" / "_ext"
 sys.path.insert(0, str(EXT))
@@ -78,6 +78,7 @@ def test_formula_followed_by_another_formula_is_flagged(tmp_path):
     page_text = "# Page\n\n$$\na\n$$\n\n$$\nb\n$$\n\n```{doctest}\n>>> 1\n1\n```\n"
     warnings, page = build(tmp_path, page_text)
     assert warnings.count("display formula without a doctest") == 1
+    assert page.formulas == 2
 
 
 def test_typed_numbers_and_shapes_are_flagged(tmp_path):
