@@ -70,7 +70,10 @@ def per_sample(
     dtype = compute_dtype(like.dtype)
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.Tensor)):
         raise ValueError(f"{name} must be a number or a tensor, e.g. {name}={example}; got {type(value).__name__}")
-    t = torch.as_tensor(value, device=like.device)
+    if isinstance(value, torch.Tensor):
+        t = value.to(like.device)
+    else:  # a Python number: build it in the compute dtype directly, never via float32
+        t = torch.tensor(float(value), dtype=dtype, device=like.device)
     if t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"{name} must be real, e.g. {name}={example}; got dtype {t.dtype}")
     t = t.to(torch.promote_types(t.dtype, dtype)) if t.is_floating_point() else t.to(dtype)
