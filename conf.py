@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import doctest
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -33,6 +32,7 @@ extensions = [
     "myst_parser",
     "autodoc2",
     "sphinx.ext.doctest",
+    "sphinx.ext.imgmath",
     "sphinx.ext.mathjax",
     "infralens_claims",
     "infralens_compute",
@@ -101,11 +101,36 @@ html_theme_options = {
     "use_download_button": False,
 }
 html_last_updated_fmt = None
+html_favicon = "docs/_static/favicon.svg"  # without one, browsers ask for /favicon.ico and log a 404
+# the theme logs a console error on a first visit unless it has a default mode
+html_context = {"default_mode": "auto"}
 
 # --- PDF and ePub --------------------------------------------------------------------
 latex_engine = "xelatex"  # the pages use Unicode symbols that pdflatex rejects
-latex_documents = [(root_doc, "infralens.tex", "InfraLens", author, "manual")]
-latex_elements = {"papersize": "a4paper", "pointsize": "10pt"}
-epub_show_urls = "no"
+# The PDF starts from docs/book.md, which holds only toctrees: LaTeX inlines included
+# documents where their toctree stands, so the HTML home page (whose sections come
+# before its toctrees) would swallow every chapter.
+latex_documents = [("docs/book", "infralens.tex", "InfraLens", author, "manual")]
+latex_elements = {
+    "papersize": "a4paper",
+    "pointsize": "10pt",
+    # TeX Gyre fonts (Debian tex-gyre): Unicode text and a monospace with box-drawing glyphs
+    "fontpkg": "\\setmainfont{TeX Gyre Pagella}\n\\setsansfont{TeX Gyre Heros}\n\\setmonofont{FreeMono}",
+    "sphinxsetup": "verbatimwrapslines=true, verbatimforcewraps=true",
+}
+latex_show_urls = "no"
+latex_use_xindy = False  # makeindex ships with every TeX Live; the index entries are ASCII API names
 
-on_rtd = os.environ.get("READTHEDOCS") == "True"
+epub_basename = "infralens"
+epub_show_urls = "no"
+epub_exclude_files = ["search.html"]
+# ePub readers do not run MathJax: the ePub gets math rendered to SVG at build time
+# (sphinx.ext.imgmath, LaTeX + dvisvgm), while HTML keeps MathJax.
+html_math_renderer = "mathjax"
+epub_math_renderer = "imgmath"
+imgmath_image_format = "svg"
+imgmath_font_size = 14
+
+
+def setup(app):
+    app.add_config_value("epub_math_renderer", None, "env", types=frozenset({str}))

@@ -12,7 +12,9 @@ For every page (the generated API reference excepted) it checks, as the page is 
 
 A deliberate exception carries its reason where it stands:
 ``{exempt}`40 layers <released config.json, not in the wheel>``` for text, and a
-``{claims-exempt}`` directive (argument: the reason) right before a formula.
+``{claims-exempt}`` directive (argument: the reason) right before a formula;
+a page whose numbers are examples, not claims, says so in its front matter
+(``claims-exempt: <reason>``).
 "Further Reading" sections, links, code, math and version strings are not
 prose claims. Each violation is a warning (the build uses ``-W``). At the end
 the builder prints a summary: pages, formulas, doctests, computed values,
@@ -149,7 +151,10 @@ def check_doctree(app, doctree) -> None:
     for node in doctree.findall(nodes.inline):
         if "il-exempt" in _classes(node):
             page.exceptions.append(f"{node.astext()!r}: {node['reason']}")
-    for text in doctree.findall(nodes.Text):
+    page_exempt = app.env.metadata.get(docname, {}).get("claims-exempt")
+    if page_exempt:  # front matter `claims-exempt: <reason>`: prose numbers are not claims here
+        page.exceptions.append(f"page {docname}: {page_exempt}")
+    for text in [] if page_exempt else doctree.findall(nodes.Text):
         if _skipped(text) or _in_skipped_section(text):
             continue
         prose = VERSION.sub(" ", text.astext())

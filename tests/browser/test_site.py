@@ -1,0 +1,129 @@
+"""The built HTML in a real browser: headless Chromium driven by Playwright.
+
+Run by ``tox -e browser`` after it builds the site with MathJax served locally.
+The site is served on 127.0.0.1 and every request the pages make is recorded:
+a request to any other host, a console error or a failed request fails the
+test, so the book works offline. Screenshots land in ``_build/screenshots``.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = Path(os.environ.get("INFRALENS_SITE", ROOT / "_build" / "html"))
+SHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = os.environ.get("INFRALENS_CHROMIUM", "/usr/bin/chromium")
+PAGES = sorted(
+    [
+        "index.html",
+        *(str(p.relative_to(SITE)) for p in SITE.glob("docs/tracks/*/labs/lab-*.html")),
+        *(str(p.relative_to(SITE)) for p in SITE.glob("docs/tracks/*/index.html")),
+    ]
+)
+CHROMIUM_ARGS = [  # no background traffic from the browser itself (this machine has no internet)
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # the test reports failures itself
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not (SITE / "index.html").exists():
+        pytest.fail(f"no site at {SITE}: build it first (tox -e browser does)")
+    handler = functools.partial(QuietHandler, directory=str(SITE))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+class Recorder:
+    """Collects console errors, failed requests and requests to other hosts for one page."""
+
+    def __init__(self, page, base: str):
+        self.base_host = urlparse(base).hostname
+        self.errors: list[str] = []
+        self.external: list[str] = []
+        page.on("console", lambda msg: msg.type == "error" and self.errors.append(msg.text))
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("requestfailed", lambda req: self.errors.append(f"failed: {req.url} {req.failure}"))
+        page.on("response", lambda res: res.status >= 400 and self.errors.append(f"{res.status}: {res.url}"))
+        page.on("request", self._request)
+
+    def _request(self, req):
+        url = urlparse(req.url)
+        if url.scheme in {"http", "https"} and url.hostname != self.base_host:
+            self.external.append(req.url)
+
+
+def open_page(browser, server, path):
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    rec = Recorder(page, server)
+    page.goto(server + path, wait_until="networkidle")
+    return page, rec
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_offline_no_errors_math_typeset(browser, server, path):
+    page, rec = open_page(browser, server, path)
+    has_math = page.locator(".math").count() > 0
+    if has_math:
+        page.wait_for_selector("mjx-container", timeout=15_000)
+        # every formula became MathJax output, none is left as raw TeX
+        assert page.locator("mjx-container").count() >= page.locator(".math").count()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / (path.replace("/", "__").removesuffix(".html") + ".png")), full_page=True)
+    page.close()
+    assert rec.external == [], f"requests to other hosts: {rec.external}"
+    assert rec.errors == [], rec.errors
+
+
+def test_search_finds_lab_01_for_alpha_bar(browser, server):
+    page, rec = open_page(browser, server, "search.html?q=alpha_bar")
+    page.wait_for_selector("#search-results li", timeout=15_000)
+    results = page.locator("#search-results li").all_inner_texts()
+    page.close()
+    assert any("Lab 01: Forward Noise Process" in r for r in results), results
+    assert rec.external == [] and rec.errors == []
+
+
+@pytest.mark.parametrize("path", [p for p in PAGES if "/labs/lab-" in p])
+def test_starter_download_links_resolve(browser, server, path):
+    page, _ = open_page(browser, server, path)
+    links = page.locator("a.download").evaluate_all("els => els.map(e => e.href)")
+    assert links, "a lab page offers its starter file"
+    for href in links:
+        response = page.request.get(href)
+        assert response.ok, href
+        assert response.body().startswith(b'"""Lab '), href  # the starter itself, not an error page
+    page.close()

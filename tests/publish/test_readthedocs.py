@@ -1,0 +1,80 @@
+"""Replay ``.readthedocs.yaml`` locally, so the hosted build cannot rot unseen.
+
+The config is checked against the project (Python version, the extras it
+installs, the same torch pin as tox), then the three builds Read the Docs runs
+for it are run the way it runs them: ``python -m sphinx -T -W --keep-going``
+(``fail_on_warning``) for html, latex and epub with ``READTHEDOCS=True``, and
+``latexmk -r latexmkrc -pdf -f -dvi- -ps- -jobname=... -interaction=nonstopmode``
+in the LaTeX folder. The one step it cannot replay offline is the CPU torch
+wheel from the PyTorch index; the test checks that it pins the version tox uses.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = yaml.safe_load((ROOT / ".readthedocs.yaml").read_text())
+
+
+def test_config_matches_the_project():
+    assert CONFIG["version"] == 2
+    assert CONFIG["build"]["tools"]["python"] == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert (ROOT / CONFIG["sphinx"]["configuration"]).is_file()
+    assert CONFIG["sphinx"]["fail_on_warning"] is True
+    assert set(CONFIG["formats"]) == {"pdf", "epub"}
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for step in CONFIG["python"]["install"]:
+        assert step["path"] == "."
+        assert set(step["extra_requirements"]) <= set(extras)
+
+
+def test_torch_pin_is_the_one_tox_uses():
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    tox_pin = re.search(r"torch==[\d.]+", tox["testenv"]["deps"]).group(0)
+    pre_install = " ".join(CONFIG["build"]["jobs"]["pre_install"])
+    assert f'"{tox_pin}"' in pre_install or f" {tox_pin} " in f" {pre_install} "
+    assert "/whl/cpu" in pre_install, "Read the Docs has no GPU: install the CPU wheel"
+
+
+def sphinx(builder: str, out: Path, doctrees: Path) -> None:
+    env = {**os.environ, "READTHEDOCS": "True", "READTHEDOCS_OUTPUT": str(out.parent)}
+    env.pop("INFRALENS_MATHJAX", None)  # the hosted site uses MathJax from its CDN
+    cmd = [sys.executable, "-m", "sphinx", "-T", "-W", "--keep-going", "-b", builder, "-d", str(doctrees)]
+    cmd += ["-D", "language=en", str(ROOT), str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory):
+    return tmp_path_factory.mktemp("readthedocs")
+
+
+def test_html(output):
+    sphinx("html", output / "html", output / "doctrees")
+    assert (output / "html" / "index.html").is_file()
+
+
+def test_pdf(output):
+    latex = output / "pdf"
+    sphinx("latex", latex, output / "doctrees")
+    cmd = ["latexmk", "-r", "latexmkrc", "-pdf", "-f", "-dvi-", "-ps-", "-jobname=infralens"]
+    proc = subprocess.run([*cmd, "-interaction=nonstopmode"], cwd=latex, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (latex / "infralens.pdf").stat().st_size > 100_000
+
+
+def test_epub(output):
+    sphinx("epub", output / "epub", output / "doctrees")
+    assert list((output / "epub").glob("*.epub"))
