@@ -92,3 +92,11 @@ def test_cfg_combine(pair):
     assert torch.equal(cfg_combine(u, c, 0.0), u)
     assert torch.allclose(cfg_combine(u, c, 1.0), c, atol=1e-6)
     assert torch.allclose(cfg_combine(u, c, 5.0), 5.0 * c - 4.0 * u, atol=1e-5)
+
+
+def test_euler_step_messages_name_valid_values(pair):
+    x, v = pair
+    with pytest.raises(ValueError, match=r"sigma must lie in \[0\.0, 1\.0\], e\.g\. sigma=1\.0; got 2\.0"):
+        flow_euler_step(x, v, 2.0, 0.5)
+    with pytest.raises(ValueError, match=r"sigma_next must lie in \[0\.0, 1\.0\], e\.g\. sigma_next=0\.5; got -1\.0"):
+        flow_euler_step(x, v, 1.0, -1.0)

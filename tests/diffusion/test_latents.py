@@ -130,3 +130,12 @@ def test_flux_errors():
     expect(["height=520", "multiple of 16", "512 or 528"], flux_unpack, torch.zeros(1, 4, 64), 520, 512)
     expect(["tokens", "N=4", "4 x 4 = 16"], flux_unpack, torch.zeros(1, 4, 64), 64, 64)
     expect(["tokens", "(B, N, 4C)"], flux_unpack, torch.zeros(1, 16, 63), 64, 64)
+
+
+def test_messages_name_valid_examples():
+    expect(["height=512; got 8.5"], latent_shape, "sd", height=8.5, width=512)
+    expect(["frames=81; got 0"], latent_shape, "wan2.1", height=480, width=832, frames=0)
+    expect(["frames=161; got 0"], latent_shape, "ltxvideo", height=512, width=512, frames=0)
+    expect(["batch=1; got 0"], latent_shape, "sd", height=512, width=512, batch=0)
+    expect(["H'=5, W'=7, e.g. H'=6, W'=8"], flux_pack, torch.zeros(1, 16, 5, 7))
+    expect(["height=1024; got 0"], flux_unpack, torch.zeros(1, 4, 64), 0, 64)

@@ -104,3 +104,14 @@ def test_betas_checked(bad):
 def test_rescale_needs_a_decreasing_alpha_bar():
     with pytest.raises(ValueError, match="alpha_bar must decrease"):
         rescale_zero_terminal_snr(torch.zeros(10))
+
+
+def test_the_smallest_schedule_has_two_steps():
+    betas = make_betas("linear", 2, beta_start=0.1, beta_end=0.2, dtype=torch.float64)
+    assert torch.allclose(betas, torch.tensor([0.1, 0.2], dtype=torch.float64))
+    assert torch.allclose(alphas_cumprod(betas), torch.tensor([0.9, 0.72], dtype=torch.float64))
+
+
+def test_non_integer_steps_message_names_a_valid_value():
+    with pytest.raises(ValueError, match=r"num_train_timesteps=1000; got 10\.5"):
+        make_betas("linear", 10.5)
