@@ -94,3 +94,38 @@ def per_sample(
         bad = t[torch.isnan(t) | (t < low) | (t > high)].flatten()[0].item()
         raise ValueError(f"{name} must lie in [{low}, {high}], e.g. {name}={example}; got {bad}")
     return t.to(dtype)
+
+
+def per_sample_floats(
+    name: str,
+    value: Scalar,
+    like: torch.Tensor,
+    *,
+    low: float,
+    high: float,
+    example: float,
+) -> float | list[float]:
+    """A per-sample value as Python floats (double precision): one float, or one per sample.
+
+    Same rules and messages as :func:`per_sample`, but nothing is rounded to the
+    tensor's dtype: the formulas turn these into coefficients in double precision
+    and hand them to PyTorch as Python scalars, which its kernels apply in float32
+    or better whatever the tensor's dtype.
+
+    >>> x = torch.zeros(2, 4, 8, 8, dtype=torch.bfloat16)
+    >>> ab = torch.tensor([0.1, 0.9], dtype=torch.float64)
+    >>> per_sample_floats("alpha_bar_t", ab, x, low=0, high=1, example=0.5)
+    [0.1, 0.9]
+    >>> per_sample_floats("alpha_bar_t", 0.9999, x, low=0, high=1, example=0.5)
+    0.9999
+    """
+    compute_dtype(like.dtype)  # a floating-point tensor, or a clear error
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        value = value.detach().to("cpu", torch.float64)
+    # a small float64 stand-in with the batch axis and rank of ``like``: validation only
+    shape = (like.shape[0],) + (1,) * (like.ndim - 1) if like.ndim else ()
+    t = per_sample(name, value, torch.empty(shape, dtype=torch.float64), low=low, high=high, example=example)
+    if t.ndim == 0:
+        return t.item()
+    # a float32 tensor such as alphas_cumprod[t] keeps its float32 values: widening is exact
+    return t.flatten().tolist()

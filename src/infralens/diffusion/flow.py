@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from ._args import Scalar, per_sample, same_shape
+from ._args import Scalar, per_sample_floats, same_shape
+from ._mix import add_scaled, lerp
 
 
 def flow_interpolate(x0: torch.Tensor, noise: torch.Tensor, sigma: Scalar) -> torch.Tensor:
@@ -32,8 +33,8 @@ def flow_interpolate(x0: torch.Tensor, noise: torch.Tensor, sigma: Scalar) -> to
     (True, True)
     """
     same_shape("x0", x0, "noise", noise)
-    s = per_sample("sigma", sigma, x0, low=0.0, high=1.0, example=0.5)
-    return torch.lerp(x0.to(s.dtype), noise.to(s.dtype), s).to(x0.dtype)
+    s = per_sample_floats("sigma", sigma, x0, low=0.0, high=1.0, example=0.5)
+    return lerp(x0, noise, s)  # one pass: x0 + sigma * (noise - x0)
 
 
 def flow_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -98,6 +99,10 @@ def flow_euler_step(x_t: torch.Tensor, v: torch.Tensor, sigma: Scalar, sigma_nex
     True
     """
     same_shape("x_t", x_t, "v", v)
-    s = per_sample("sigma", sigma, x_t, low=0.0, high=1.0, example=1.0)
-    s_next = per_sample("sigma_next", sigma_next, x_t, low=0.0, high=1.0, example=0.5)
-    return (x_t.to(s.dtype) + (s_next - s) * v.to(s.dtype)).to(x_t.dtype)
+    s = per_sample_floats("sigma", sigma, x_t, low=0.0, high=1.0, example=1.0)
+    s_next = per_sample_floats("sigma_next", sigma_next, x_t, low=0.0, high=1.0, example=0.5)
+    if isinstance(s, list) or isinstance(s_next, list):
+        n = x_t.shape[0]
+        s, s_next = (v if isinstance(v, list) else [v] * n for v in (s, s_next))
+        return add_scaled(x_t, [b - a for a, b in zip(s, s_next, strict=True)], v)
+    return add_scaled(x_t, s_next - s, v)  # one pass: x_t + (sigma_next - sigma) * v

@@ -6,26 +6,33 @@ r"""The forward (noising) process and the training targets built from it.
 :math:`\bar\alpha_t` is per-sample: a number, a 0-d tensor or a ``(B,)`` tensor
 that broadcasts over the other axes of :math:`x_0`. The coefficients
 :math:`\sqrt{\bar\alpha_t}` and :math:`\sqrt{1-\bar\alpha_t}` are computed in
-float32 or better whatever the dtype of :math:`x_0`, and every result has the
-dtype of its first tensor argument.
+double precision and applied by PyTorch in float32 or better whatever the dtype
+of :math:`x_0` (a ``bfloat16`` latent never sees a ``bfloat16`` coefficient);
+every result has the dtype of its first tensor argument. Each formula is two
+passes over memory (``torch.mul``, then an in-place ``add_``), see
+``infralens.diffusion._mix``.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from ._args import Scalar, per_sample, same_shape
+from ._args import Scalar, per_sample_floats, same_shape
+from ._mix import Coef, axpby
 
 
-def _coefficients(alpha_bar_t: Scalar, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:math:`(\\sqrt{\\bar\\alpha_t}, \\sqrt{1-\\bar\\alpha_t})`, broadcastable over ``like``.
+def _coefficients(alpha_bar_t: Scalar, like: torch.Tensor) -> tuple[Coef, Coef]:
+    """:math:`(\\sqrt{\\bar\\alpha_t}, \\sqrt{1-\\bar\\alpha_t})` in double precision, per sample."""
+    ab = per_sample_floats("alpha_bar_t", alpha_bar_t, like, low=0.0, high=1.0, example=0.5)
+    if isinstance(ab, list):
+        return [math.sqrt(v) for v in ab], [math.sqrt(1 - v) for v in ab]
+    return math.sqrt(ab), math.sqrt(1 - ab)
 
-    Both are in float32 or better. Callers must also lift the tensors they scale
-    to that dtype: PyTorch computes ``0-d float32 tensor * bfloat16 tensor`` in
-    bfloat16, which would round the coefficients after all.
-    """
-    ab = per_sample("alpha_bar_t", alpha_bar_t, like, low=0.0, high=1.0, example=0.5)
-    return ab.sqrt(), (1 - ab).sqrt()
+
+def _scaled(c: Coef, k: float) -> Coef:
+    return [k * v for v in c] if isinstance(c, list) else k * c
 
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, alpha_bar_t: Scalar) -> torch.Tensor:
@@ -50,8 +57,7 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, alpha_bar_t: Scalar) -> tor
     """
     same_shape("x0", x0, "noise", noise)
     signal, sigma = _coefficients(alpha_bar_t, x0)
-    dt = signal.dtype
-    return (signal * x0.to(dt) + sigma * noise.to(dt)).to(x0.dtype)
+    return axpby(signal, x0, sigma, noise)  # two passes: x0 * signal, then += sigma * noise
 
 
 def v_target(x0: torch.Tensor, noise: torch.Tensor, alpha_bar_t: Scalar) -> torch.Tensor:
@@ -71,8 +77,7 @@ def v_target(x0: torch.Tensor, noise: torch.Tensor, alpha_bar_t: Scalar) -> torc
     """
     same_shape("x0", x0, "noise", noise)
     signal, sigma = _coefficients(alpha_bar_t, x0)
-    dt = signal.dtype
-    return (signal * noise.to(dt) - sigma * x0.to(dt)).to(x0.dtype)
+    return axpby(signal, noise, _scaled(sigma, -1.0), x0).to(x0.dtype)
 
 
 def predict_x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: Scalar) -> torch.Tensor:
@@ -96,13 +101,17 @@ def predict_x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: Scala
     """
     same_shape("x_t", x_t, "eps", eps)
     signal, sigma = _coefficients(alpha_bar_t, x_t)
-    if (signal == 0).any():
+    signals, sigmas = (signal, sigma) if isinstance(signal, list) else ([signal], [sigma])
+    if 0.0 in signals:
         raise ValueError(
             "alpha_bar_t must be > 0 to recover x0 from eps (it divides by sqrt(alpha_bar_t)), "
             "e.g. alpha_bar_t=0.5; at alpha_bar_t = 0 use predict_x0_from_v"
         )
-    dt = signal.dtype
-    return ((x_t.to(dt) - sigma * eps.to(dt)) / signal).to(x_t.dtype)
+    inv = [1 / a for a in signals]  # (x_t - sigma * eps) / signal = x_t / signal - (sigma / signal) * eps
+    neg = [-s / a for s, a in zip(sigmas, signals, strict=True)]
+    if not isinstance(signal, list):
+        return axpby(inv[0], x_t, neg[0], eps)
+    return axpby(inv, x_t, neg, eps)
 
 
 def predict_x0_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar_t: Scalar) -> torch.Tensor:
@@ -124,5 +133,4 @@ def predict_x0_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar_t: Scalar) -
     """
     same_shape("x_t", x_t, "v", v)
     signal, sigma = _coefficients(alpha_bar_t, x_t)
-    dt = signal.dtype
-    return (signal * x_t.to(dt) - sigma * v.to(dt)).to(x_t.dtype)
+    return axpby(signal, x_t, _scaled(sigma, -1.0), v)

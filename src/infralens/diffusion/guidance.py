@@ -25,10 +25,12 @@ def cfg_combine(uncond: torch.Tensor, cond: torch.Tensor, scale: float) -> torch
 
     >>> import torch
     >>> u, c = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
-    >>> torch.allclose(cfg_combine(u, c, 1.0), c, atol=1e-6), torch.equal(cfg_combine(u, c, 7.5), u + 7.5 * (c - u))
-    (True, True)
+    >>> torch.allclose(cfg_combine(u, c, 1.0), c, atol=1e-6)
+    True
+    >>> torch.allclose(cfg_combine(u, c, 7.5), u + 7.5 * (c - u), atol=1e-5)
+    True
     """
     same_shape("uncond", uncond, "cond", cond)
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
         raise ValueError(f"scale must be a real number, e.g. scale=7.5; got {scale!r}")
-    return uncond + scale * (cond - uncond)
+    return torch.lerp(uncond, cond, float(scale))  # one pass; lerp extrapolates for scale > 1
