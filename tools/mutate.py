@@ -106,8 +106,8 @@ def _apply(node: ast.AST) -> None:
         node.value = _changed(node.value)
 
 
-def mutants(module: str) -> list[Mutant]:
-    tree = ast.parse((ROOT / module).read_text())
+def mutants(module: str, tree_root: Path) -> list[Mutant]:
+    tree = ast.parse((tree_root / module).read_text())
     found = []
     for i, node in enumerate(_targets(tree)):
         for desc in _describe(node):
@@ -115,8 +115,8 @@ def mutants(module: str) -> list[Mutant]:
     return found
 
 
-def mutated_source(m: Mutant) -> str:
-    tree = ast.parse((ROOT / m.module).read_text())
+def mutated_source(m: Mutant, original: str) -> str:
+    tree = ast.parse(original)
     node = list(_targets(tree))[m.index]
     _apply(node)
     return ast.unparse(ast.fix_missing_locations(copy.deepcopy(tree)))
@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     if not baseline:
         print("the unmutated tests fail: fix them first", file=sys.stderr)
         return 2
-    todo = [m for module in args.modules for m in mutants(module)]
+    # mutants come from the committed tree the workers test, never from edits in progress
+    todo = [m for module in args.modules for m in mutants(module, copies[0])]
     print(f"{len(todo)} mutants in {len(args.modules)} modules, {args.jobs} workers")
     free = list(copies)
 
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         target = workdir / m.module
         original = target.read_text()
         try:
-            target.write_text(mutated_source(m))
+            target.write_text(mutated_source(m, original))
             start = time.perf_counter()
             m.killed = not run_tests(workdir)
             m.seconds = time.perf_counter() - start
