@@ -1,0 +1,51 @@
+"""Load parts of the installed DiffSynth-Studio without importing the whole package.
+
+``import diffsynth`` pulls in torchvision, whose PyPI wheels do not import next
+to the CPU torch this project pins, and many optional model stacks. The
+cross-checks need only a few pure-torch pieces, so they are loaded from the
+installed files: a module by path, or one function compiled on its own.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+
+def package_dir() -> Path:
+    try:
+        dist = importlib.metadata.distribution("diffsynth")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("diffsynth is not installed (tox -e upstream installs it)")
+    return Path(dist.locate_file("diffsynth"))
+
+
+def version() -> str:
+    return importlib.metadata.version("diffsynth")
+
+
+def load_module(relative: str):
+    """Import ``diffsynth/<relative>`` as a standalone module (it must import only torch/numpy/stdlib)."""
+    path = package_dir() / relative
+    spec = importlib.util.spec_from_file_location(f"diffsynth_standalone_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_method(relative: str, cls: str, name: str):
+    """Compile one method of one class from ``diffsynth/<relative>`` on its own, as a plain function."""
+    tree = ast.parse((package_dir() / relative).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == name:
+                    namespace: dict = {"math": math}
+                    exec(compile(ast.Module([item], []), str(package_dir() / relative), "exec"), namespace)
+                    return namespace[name]
+    raise LookupError(f"{cls}.{name} not found in diffsynth/{relative} {version()}")
