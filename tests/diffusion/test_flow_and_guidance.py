@@ -53,6 +53,9 @@ def test_shift_one_is_identity_and_shift_is_monotone():
 def test_euler_step_formula(pair):
     x, v = pair
     assert torch.allclose(flow_euler_step(x, v, 0.8, 0.6), x - 0.2 * v, atol=1e-6)
+    mixed = flow_euler_step(x, v, 1.0, torch.tensor([0.5, 0.0]))  # one sigma, per-sample next sigmas
+    assert torch.allclose(mixed[0], x[0] - 0.5 * v[0], atol=1e-6)
+    assert torch.allclose(mixed[1], x[1] - 1.0 * v[1], atol=1e-6)
     per = flow_euler_step(x, v, torch.tensor([1.0, 0.5]), torch.tensor([0.75, 0.0]))
     assert torch.allclose(per[0], x[0] - 0.25 * v[0], atol=1e-6)
     assert torch.allclose(per[1], x[1] - 0.5 * v[1], atol=1e-6)

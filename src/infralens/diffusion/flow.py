@@ -102,7 +102,7 @@ def flow_euler_step(x_t: torch.Tensor, v: torch.Tensor, sigma: Scalar, sigma_nex
     s = per_sample_floats("sigma", sigma, x_t, low=0.0, high=1.0, example=1.0)
     s_next = per_sample_floats("sigma_next", sigma_next, x_t, low=0.0, high=1.0, example=0.5)
     if isinstance(s, list) or isinstance(s_next, list):
-        n = x_t.shape[0]
-        s, s_next = (v if isinstance(v, list) else [v] * n for v in (s, s_next))
+        n = x_t.shape[0]  # one value per sample: expand the scalar one
+        s, s_next = (c if isinstance(c, list) else [c] * n for c in (s, s_next))
         return add_scaled(x_t, [b - a for a, b in zip(s, s_next, strict=True)], v)
     return add_scaled(x_t, s_next - s, v)  # one pass: x_t + (sigma_next - sigma) * v
