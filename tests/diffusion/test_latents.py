@@ -137,5 +137,5 @@ def test_messages_name_valid_examples():
     expect(["frames=81; got 0"], latent_shape, "wan2.1", height=480, width=832, frames=0)
     expect(["frames=161; got 0"], latent_shape, "ltxvideo", height=512, width=512, frames=0)
     expect(["batch=1; got 0"], latent_shape, "sd", height=512, width=512, batch=0)
-    expect(["H'=5, W'=7, e.g. H'=6, W'=8"], flux_pack, torch.zeros(1, 16, 5, 7))
+    expect(["H'=5, W'=9, e.g. H'=6, W'=10"], flux_pack, torch.zeros(1, 16, 5, 9))
     expect(["height=1024; got 0"], flux_unpack, torch.zeros(1, 4, 64), 0, 64)
