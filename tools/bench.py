@@ -156,10 +156,13 @@ def print_book(results: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="InfraLens benchmarks")
-    parser.add_argument("part", nargs="*", default=["library", "book"], choices=["library", "book"])
+    parser.add_argument("part", nargs="*", help="library, book, or both (the default)")
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--json", type=Path, default=ROOT / "_build" / "bench.json")
     args = parser.parse_args(argv)
+    args.part = args.part or ["library", "book"]
+    if set(args.part) - {"library", "book"}:
+        parser.error(f"part must be library or book, e.g. 'library'; got {' '.join(args.part)}")
     results = {}
     if "library" in args.part:
         results["library"] = library(args.rounds)
@@ -167,6 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     if "book" in args.part:
         results["book"] = book()
         print_book(results["book"])
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    results["meta"] = (
+        f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {args.rounds} interleaved rounds."
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"\nJSON: {args.json}")
