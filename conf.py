@@ -34,6 +34,7 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.imgmath",
     "sphinx.ext.mathjax",
+    "infralens_bench",
     "infralens_claims",
     "infralens_compute",
     "infralens_figures",
@@ -49,6 +50,7 @@ nitpick_ignore = [
     ("py:class", "torch.dtype"),
     ("py:class", "torch.device"),
     ("py:class", "collections.abc.Mapping"),
+    ("py:class", "collections.abc.Callable"),
     ("py:class", "infralens.diffusion._args.Scalar"),
 ]
 nitpick_ignore_regex = [("py:class", r"typing\..*")]

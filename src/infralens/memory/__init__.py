@@ -1,3 +1,5 @@
 """Memory: attention score memory, chunking, tiling and offload residency plans."""
 
-__all__: list[str] = []
+from .passes import Pass, bytes_moved, memory_passes
+
+__all__ = ["Pass", "bytes_moved", "memory_passes"]
