@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-
 ALLOCATORS = {"empty", "empty_like", "empty_strided", "new_empty"}
 """Kernels that only allocate: they move no data until something writes into the tensor."""
 
