@@ -51,6 +51,8 @@ nitpick_ignore = [
     ("py:class", "torch.device"),
     ("py:class", "collections.abc.Mapping"),
     ("py:class", "collections.abc.Callable"),
+    ("py:class", "collections.abc.Sequence"),
+    ("py:class", "argparse.ArgumentParser"),
     ("py:class", "infralens.diffusion._args.Scalar"),
 ]
 nitpick_ignore_regex = [("py:class", r"typing\..*")]
@@ -79,7 +81,7 @@ autodoc2_hidden_objects = ["private", "dunder", "inherited"]
 # (infralens.diffusion, infralens.video, ...) through its __all__ ...
 autodoc2_module_all_regexes = [r"infralens\.[a-z]+"]
 # ...and only there: the modules behind an area are layout, documented once, above.
-autodoc2_skip_module_regexes = [r"infralens\.[a-z]+\..+"]
+autodoc2_skip_module_regexes = [r"infralens\.[a-z]+\..+", r"infralens\.__main__"]
 autodoc2_docstring_parser_regexes = [(r".*", "rst")]
 autodoc2_index_template = None
 

@@ -197,3 +197,15 @@ def test_cfg_inside_a_real_tiny_pipeline():
         assert out.shape[0] == 2  # [uncond, cond] in one batch
         u, c = out.chunk(2)
         assert torch.allclose(cfg_combine(u, c, 7.5), guided, atol=1e-6)
+
+
+def test_wan_transformer_defaults_used_on_the_calculators_page():
+    """docs/calculators.md sizes attention with Wan 2.1 14B's 40 heads of 128 (and 40 layers)."""
+    import inspect
+
+    from diffusers import WanTransformer3DModel
+
+    params = inspect.signature(WanTransformer3DModel.__init__).parameters
+    assert params["num_attention_heads"].default == 40
+    assert params["attention_head_dim"].default == 128
+    assert params["num_layers"].default == 40

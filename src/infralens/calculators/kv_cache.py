@@ -1,0 +1,35 @@
+r"""KV cache of a decoder-only transformer.
+
+Every layer keeps a key and a value vector per KV head for every token:
+
+.. math:: \text{bytes} = 2 \cdot L \cdot K \cdot d \cdot S \cdot B \cdot \text{bytes per value}
+
+for :math:`L` layers, :math:`K` KV heads (fewer than query heads with GQA),
+head size :math:`d`, :math:`S` tokens and batch :math:`B`.
+"""
+
+from __future__ import annotations
+
+from infralens.diffusion._args import positive_int
+
+from .dtypes import dtype_bytes
+
+
+def kv_cache_bytes(
+    *, layers: int, kv_heads: int, head_dim: int, seq: int, batch: int = 1, dtype: str = "bf16"
+) -> float:
+    r""":math:`2 L K d S B` values at the dtype's size.
+
+    >>> kv_cache_bytes(layers=32, kv_heads=8, head_dim=128, seq=8192) / 2**30
+    1.0
+    """
+    values = 2
+    for name, value, example in (
+        ("layers", layers, 32),
+        ("kv_heads", kv_heads, 8),
+        ("head_dim", head_dim, 128),
+        ("seq", seq, 8192),
+        ("batch", batch, 1),
+    ):
+        values *= positive_int(name, value, example=example)
+    return values * dtype_bytes(dtype)
