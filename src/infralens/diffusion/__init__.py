@@ -5,6 +5,7 @@ from here; the modules behind it are organised one concept each.
 """
 
 from .flow import flow_euler_step, flow_interpolate, flow_target, shift_sigmas
+from .flow_schedules import FLOW_TEMPLATES, flow_sigmas
 from .forward import add_noise, predict_x0_from_eps, predict_x0_from_v, v_target
 from .guidance import cfg_combine
 from .latents import (
@@ -19,6 +20,7 @@ from .latents import (
 from .schedules import SCHEDULES, alphas_cumprod, make_betas, rescale_zero_terminal_snr, snr
 
 __all__ = [
+    "FLOW_TEMPLATES",
     "LATENT_FAMILIES",
     "SCHEDULES",
     "LatentFamily",
@@ -27,6 +29,7 @@ __all__ = [
     "cfg_combine",
     "flow_euler_step",
     "flow_interpolate",
+    "flow_sigmas",
     "flow_target",
     "flux_pack",
     "flux_unpack",
