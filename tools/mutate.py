@@ -36,6 +36,8 @@ MODULES = [
     "src/infralens/diffusion/flow.py",
     "src/infralens/diffusion/guidance.py",
     "src/infralens/diffusion/latents.py",
+    "src/infralens/diffusion/flow_schedules.py",
+    "src/infralens/diffusion/_mix.py",
 ]
 TESTS = ["tests/diffusion", "src/infralens/diffusion", "docs", "index.md"]
 
