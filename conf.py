@@ -54,6 +54,8 @@ nitpick_ignore = [
     ("py:class", "collections.abc.Sequence"),
     ("py:class", "argparse.ArgumentParser"),
     ("py:class", "infralens.diffusion._args.Scalar"),
+    ("py:class", "infralens.diffusion.guidance.Denoiser"),
+    ("py:class", "torch.nn.Module"),
 ]
 nitpick_ignore_regex = [("py:class", r"typing\..*")]
 

@@ -7,7 +7,7 @@ from here; the modules behind it are organised one concept each.
 from .flow import flow_euler_step, flow_interpolate, flow_target, shift_sigmas
 from .flow_schedules import FLOW_TEMPLATES, flow_sigmas
 from .forward import add_noise, predict_x0_from_eps, predict_x0_from_v, v_target
-from .guidance import cfg_combine
+from .guidance import StepCost, cfg_combine, guided_prediction, step_cost
 from .latents import (
     LATENT_FAMILIES,
     LatentFamily,
@@ -18,12 +18,15 @@ from .latents import (
     latent_shape,
 )
 from .schedules import SCHEDULES, alphas_cumprod, make_betas, rescale_zero_terminal_snr, snr
+from .tiny_denoiser import TinyDenoiser
 
 __all__ = [
     "FLOW_TEMPLATES",
     "LATENT_FAMILIES",
     "SCHEDULES",
     "LatentFamily",
+    "StepCost",
+    "TinyDenoiser",
     "add_noise",
     "alphas_cumprod",
     "cfg_combine",
@@ -34,6 +37,7 @@ __all__ = [
     "flux_pack",
     "flux_unpack",
     "get_family",
+    "guided_prediction",
     "latent_frames",
     "latent_shape",
     "make_betas",
@@ -42,5 +46,6 @@ __all__ = [
     "rescale_zero_terminal_snr",
     "shift_sigmas",
     "snr",
+    "step_cost",
     "v_target",
 ]
