@@ -73,10 +73,16 @@ class PageClaims:
     violations: int = 0
 
 
-def _tokens(text: str) -> set[str]:
-    """Numbers and shapes in ``text``, normalised (no thousands separators, no spaces)."""
+def _tokens(text: str, *, inside_shapes: bool = False) -> set[str]:
+    """Numbers and shapes in ``text``, normalised (no thousands separators, no spaces).
+
+    In prose a shape counts once, as a shape; in code that checks values
+    (``inside_shapes=True``) the numbers inside a tuple count too, so
+    ``tokens(720, 1280, 81)`` in a doctest backs "720p" in a sentence.
+    """
     out = {re.sub(r"\s", "", s) for s in SHAPE.findall(text)}
-    out |= {n.replace(",", "") for n in NUMBER.findall(SHAPE.sub(" ", text))}  # a shape counts once
+    numbers_text = text if inside_shapes else SHAPE.sub(" ", text)
+    out |= {n.replace(",", "") for n in NUMBER.findall(numbers_text)}
     return out
 
 
@@ -143,11 +149,11 @@ def check_doctree(app, doctree) -> None:
     # 2. numbers in prose
     checked: set[str] = set()
     for node in doctree.findall(lambda n: isinstance(n, nodes.Element) and n.get("testnodetype") == "doctest"):
-        checked |= _tokens(node.astext())
+        checked |= _tokens(node.astext(), inside_shapes=True)
     for node in doctree.findall(nodes.inline):
         if "il-computed" in node.get("classes", []):
             page.computed += 1
-            checked |= _tokens(node.astext())
+            checked |= _tokens(node.astext(), inside_shapes=True)
     for node in doctree.findall(nodes.inline):
         if "il-exempt" in _classes(node):
             page.exceptions.append(f"{node.astext()!r}: {node['reason']}")
