@@ -35,6 +35,7 @@ def test_shift_and_strength():
         (("SD3", 10), {}, ["template", "'Wan'", "'SD3'"]),
         (("Wan", 0), {}, ["num_inference_steps", ">= 1", "num_inference_steps=50"]),
         (("Wan", 10), {"denoising_strength": 0.0}, ["denoising_strength", "(0, 1]", "denoising_strength=1.0"]),
+        (("Wan", 10), {"denoising_strength": 1.5}, ["denoising_strength", "(0, 1]", "got 1.5"]),
         (("Wan", 10), {"shift": -1.0}, ["shift", "> 0"]),
     ],
 )
