@@ -56,6 +56,7 @@ nitpick_ignore = [
     ("py:class", "infralens.diffusion._args.Scalar"),
     ("py:class", "infralens.diffusion.guidance.Denoiser"),
     ("py:class", "torch.nn.Module"),
+    ("py:obj", "torch.nn.Module"),
 ]
 nitpick_ignore_regex = [("py:class", r"typing\..*")]
 
