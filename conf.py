@@ -57,6 +57,9 @@ nitpick_ignore = [
     ("py:class", "infralens.diffusion.guidance.Denoiser"),
     ("py:class", "torch.nn.Module"),
     ("py:obj", "torch.nn.Module"),
+    ("py:class", "torch.Generator"),
+    ("py:class", "collections.abc.Iterator"),
+    ("py:class", "os.PathLike"),
 ]
 nitpick_ignore_regex = [("py:class", r"typing\..*")]
 
