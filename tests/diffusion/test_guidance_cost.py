@@ -63,6 +63,40 @@ def test_errors(setup):
         guided_prediction(model, x, t, cond, uncond[:, :2], 4.0)
 
 
+def test_negative_prompt_changes_only_the_unconditional_branch(setup):
+    model, x, t, cond, uncond = setup
+    other = torch.randn_like(uncond)
+    with torch.no_grad():
+        a = guided_prediction(model, x, t, cond, uncond, 4.0)
+        b = guided_prediction(model, x, t, cond, other, 4.0)
+        c = model(x, t, cond)
+        # at scale 1 the negative prompt has no effect at all: the result is the conditional prediction
+        assert torch.allclose(guided_prediction(model, x, t, cond, uncond, 1.0), c, atol=1e-5)
+        assert torch.allclose(guided_prediction(model, x, t, cond, other, 1.0), c, atol=1e-5)
+    assert not torch.allclose(a, b, atol=1e-3)
+
+
+def test_step_cost_of_a_step_that_never_calls_the_module(setup):
+    model, x, *_ = setup
+    cost = step_cost(lambda: x * 2, model)
+    assert (cost.calls, cost.batch, cost.flops, cost.largest_activation_bytes) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("bad", [True, "7.5", None])
+def test_error_scale(setup, bad):
+    model, x, t, cond, uncond = setup
+    with pytest.raises(ValueError, match=r"scale must be a real number, e\.g\. scale=7\.5; got"):
+        guided_prediction(model, x, t, cond, uncond, bad)
+    with pytest.raises(ValueError, match=r"scale must be a real number"):
+        cfg_combine(x, x, bad)
+
+
+def test_error_cfg_combine_shapes(setup):
+    _, x, *_ = setup
+    with pytest.raises(ValueError, match=r"cond must have the shape of uncond: uncond is \(3, 4, 6, 6\) but cond is"):
+        cfg_combine(x, x[:1], 7.5)
+
+
 def test_lab_04_starter_output():
     path = ROOT / "code/diffuser/lab-04-cfg-code-reading/classifier_free_guidance.py"
     out = subprocess.run([sys.executable, path.name], cwd=path.parent, capture_output=True, text=True, timeout=120)

@@ -70,6 +70,16 @@ def guided_prediction(
     :param scale: :math:`w`.
     :param mode: ``"batch"`` or ``"two_pass"``.
     :returns: the guided prediction, shape of ``latents``.
+
+    >>> from infralens.diffusion import TinyDenoiser
+    >>> model = TinyDenoiser()
+    >>> x, t = torch.randn(2, 4, 8, 8), torch.tensor([900, 100])
+    >>> cond, uncond = torch.randn(2, 6, 16), torch.randn(2, 6, 16)
+    >>> with torch.no_grad():
+    ...     one = guided_prediction(model, x, t, cond, uncond, 7.5, mode="batch")
+    ...     two = guided_prediction(model, x, t, cond, uncond, 7.5, mode="two_pass")
+    >>> one.shape, torch.allclose(one, two, atol=1e-5)
+    (torch.Size([2, 4, 8, 8]), True)
     """
     same_shape("cond", cond, "uncond", uncond)
     if mode == "batch":
