@@ -189,7 +189,7 @@ class TinyCausalVideoVAE(nn.Module):
         :param video: pixels in :math:`[-1, 1]`; :math:`F = 1 + 4k`, :math:`H` and :math:`W` multiples of 8.
         :param chunked: ``True``: frame 0, then groups of 4 frames, with a cache
             (how Wan's VAE runs); ``False``: one pass over all frames.
-        :returns: the latent, not normalised (see ``infralens.diffusion.normalize_latents`` (Lab 07)).
+        :returns: the latent, not normalised (see :func:`~infralens.diffusion.normalize_latents`).
         """
         F = self._check_video(video)
         with torch.no_grad():
@@ -203,7 +203,7 @@ class TinyCausalVideoVAE(nn.Module):
     def decode(self, latents: torch.Tensor, *, chunked: bool = True) -> torch.Tensor:
         r"""Latent ``(B, C, F', h, w)`` to video ``(B, 3, 1 + 4(F' - 1), 8h, 8w)``, clamped to :math:`[-1, 1]`.
 
-        :param latents: not normalised (undo ``infralens.diffusion.normalize_latents`` (Lab 07) first).
+        :param latents: not normalised (undo :func:`~infralens.diffusion.normalize_latents` first).
         :param chunked: ``True``: one latent frame at a time with a cache (how
             Wan's VAE runs); ``False``: one pass.
         :returns: the video.
