@@ -1,3 +1,71 @@
 """Pipelines as component graphs: configs, loaders, miniature pipelines and traces."""
 
-__all__: list[str] = []
+from .config import (
+    COMPONENTS,
+    DIFFSYNTH_WAN_DEFAULTS,
+    DTYPES,
+    PATCH_SIZE,
+    ComponentSpec,
+    PipelineConfig,
+    RuntimeSpec,
+    load_config,
+)
+from .ddim_scheduler import TinyDDIMScheduler
+from .diffusers_components import DIFFUSERS_COMPONENTS
+from .registry import (
+    LOADERS,
+    ComponentStats,
+    architecture_fingerprint,
+    component_stats,
+    load_component,
+    load_components,
+    register_loader,
+)
+from .residency import STAGES, PipelineStage, layer_bytes, stage_calls, stage_residency
+from .text_encoder import TinyTextEncoder, tokenize
+from .text_to_video import run_text_to_video
+from .tiny_text_to_image import (
+    COMPONENT_NAMES,
+    ByteTokenizer,
+    ComponentRow,
+    TinyTextToImagePipeline,
+    component_table,
+    format_component_table,
+)
+from .trace import Tracer, TraceRow
+
+__all__: list[str] = [
+    "COMPONENTS",
+    "COMPONENT_NAMES",
+    "DIFFSYNTH_WAN_DEFAULTS",
+    "DIFFUSERS_COMPONENTS",
+    "DTYPES",
+    "LOADERS",
+    "PATCH_SIZE",
+    "STAGES",
+    "ByteTokenizer",
+    "ComponentRow",
+    "ComponentSpec",
+    "ComponentStats",
+    "PipelineConfig",
+    "PipelineStage",
+    "RuntimeSpec",
+    "TinyDDIMScheduler",
+    "TinyTextEncoder",
+    "TinyTextToImagePipeline",
+    "TraceRow",
+    "Tracer",
+    "architecture_fingerprint",
+    "component_stats",
+    "component_table",
+    "format_component_table",
+    "layer_bytes",
+    "load_component",
+    "load_components",
+    "load_config",
+    "register_loader",
+    "run_text_to_video",
+    "stage_calls",
+    "stage_residency",
+    "tokenize",
+]
