@@ -1,39 +1,50 @@
 r"""Transformer tokens of a latent: how many positions the denoiser's attention sees.
 
-DiTs cut the latent into patches: :math:`(1, 2, 2)` latent cells per token for the
-video families here (Wan, HunyuanVideo, CogVideoX, LTX-Video), :math:`2 \times 2`
-for the image DiTs (SD3, FLUX), so
+DiTs cut the latent into patches: :math:`(1, 2, 2)` latent cells (frames,
+height, width) per token for the video DiTs here (Wan, HunyuanVideo, CogVideoX),
+:math:`2 \times 2` for the image DiTs (SD3, FLUX), and one cell for LTX-Video,
+whose VAE already compresses 32x in space. So
 
-.. math:: N = F' \cdot \frac{H'}{p_h} \cdot \frac{W'}{p_w}.
+.. math:: N = \frac{F'}{p_f} \cdot \frac{H'}{p_h} \cdot \frac{W'}{p_w}
 
-UNets have no patchify; for them the count is the largest self-attention
-sequence: SD 1.x attends at the latent resolution (:math:`p = 1`), SDXL's first
-attention block sits one downsampling deeper (:math:`p = 2`).
+with :math:`F' = 1` for images. The UNets (SD, SDXL) have no patches; for them
+:math:`N` counts the positions of their largest self-attention, in the first
+attention block: at the latent resolution for SD 1.x (:math:`p = 1`), one
+downsampling deeper for SDXL, whose first block has no attention (:math:`p = 2`).
+The count is per sample and covers the latent only: a joint-attention model
+(SD3, FLUX, HunyuanVideo) appends its text tokens to the same sequence.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from infralens.diffusion import LATENT_FAMILIES, latent_shape
-from infralens.diffusion._args import positive_int
 
-PATCH: dict[str, tuple[int, int, int]] = {
-    "sd": (1, 1, 1),
-    "sdxl": (1, 2, 2),
-    "sd3": (1, 2, 2),
-    "flux": (1, 2, 2),
-    "wan2.1": (1, 2, 2),
-    "wan2.2": (1, 2, 2),
-    "hunyuanvideo": (1, 2, 2),
-    "cogvideox": (1, 2, 2),
-    "ltxvideo": (1, 1, 1),
-}
-"""Latent cells per attention position ``(frames, height, width)`` for each family.
+PATCH: Mapping[str, tuple[int, int, int]] = MappingProxyType(
+    {
+        "sd": (1, 1, 1),
+        "sdxl": (1, 2, 2),
+        "sd3": (1, 2, 2),
+        "flux": (1, 2, 2),
+        "wan2.1": (1, 2, 2),
+        "wan2.2": (1, 2, 2),
+        "hunyuanvideo": (1, 2, 2),
+        "cogvideox": (1, 2, 2),
+        "ltxvideo": (1, 1, 1),
+    }
+)
+"""Latent cells per attention position ``(frames, height, width)``, by family (read-only).
 
-LTX-Video's VAE already compresses 32x in space, so its transformer uses patch 1.
+For the DiTs this is the patch size; for the UNets (``"sd"``, ``"sdxl"``) it is
+the downsampling between the latent and the first self-attention block.
 """
+
+UNETS = frozenset({"sd", "sdxl"})
+"""Families whose denoiser is a UNet: :data:`PATCH` is a downsampling there, not a patch."""
 
 
 @dataclass(frozen=True)
@@ -42,43 +53,60 @@ class LatentTokens:
 
     family: str
     latent: tuple[int, ...]
-    """The latent shape (:func:`~infralens.diffusion.latent_shape`)."""
+    """The latent shape (:func:`~infralens.diffusion.latent_shape`), batch first."""
     patch: tuple[int, int, int]
-    """Latent cells per token (frames, height, width)."""
+    """Latent cells per token (frames, height, width); see :data:`PATCH`."""
     grid: tuple[int, int, int]
     """Tokens along frames, height and width."""
     tokens: int
-    """Tokens per sample, :math:`N`."""
+    """Tokens per sample, :math:`N` (the product of :attr:`grid`)."""
+    counted: str
+    """What :attr:`tokens` counts, in words."""
+
+
+def _counted(family: str, patch: tuple[int, int, int]) -> str:
+    pf, ph, pw = patch
+    if family in UNETS:
+        where = "the latent resolution" if ph == 1 else f"1/{ph} of the latent resolution"
+        return f"UNet: positions of its first self-attention, at {where}"
+    if LATENT_FAMILIES[family].is_video:
+        return f"DiT patches of {pf}x{ph}x{pw} latent cells (frames x height x width)"
+    return f"DiT patches of {ph}x{pw} latent cells (height x width)"
 
 
 def latent_tokens(family: str, *, height: int, width: int, frames: int | None = None, batch: int = 1) -> LatentTokens:
-    r"""Latent shape and token count :math:`N = F' \cdot H'/p_h \cdot W'/p_w` of a request.
+    r"""Latent shape and token count :math:`N = F'/p_f \cdot H'/p_h \cdot W'/p_w` of a request.
+
+    The latent comes from :func:`~infralens.diffusion.latent_shape`, with its
+    rules and messages; a latent that does not split into whole patches raises
+    ``ValueError`` naming the pixel size and the nearest valid ones.
 
     :param family: a key of :data:`~infralens.diffusion.LATENT_FAMILIES`.
-    :param height: pixels; the latent height must split into whole patches.
-    :param width: pixels, likewise.
-    :param frames: for video families.
-    :param batch: samples (the token count is per sample).
+    :param height: :math:`H` in pixels; :math:`H'` must split into whole patches.
+    :param width: :math:`W` in pixels, likewise.
+    :param frames: :math:`F`, for video families only.
+    :param batch: :math:`B`, samples (:math:`N` is per sample).
     :returns: a :class:`LatentTokens`.
 
     >>> t = latent_tokens("wan2.1", height=720, width=1280, frames=81)
-    >>> t.latent, t.grid, t.tokens
-    ((1, 16, 21, 90, 160), (21, 45, 80), 75600)
-    >>> latent_tokens("flux", height=1024, width=1024).tokens
-    4096
+    >>> t.latent, t.grid, t.tokens == 21 * (90 // 2) * (160 // 2)
+    ((1, 16, 21, 90, 160), (21, 45, 80), True)
+    >>> latent_tokens("flux", height=1024, width=1024).tokens == (128 // 2) ** 2
+    True
     """
-    positive_int("batch", batch, example=1)
     shape = latent_shape(family, height=height, width=width, frames=frames, batch=batch)
-    pf, ph, pw = PATCH[family]
-    f = shape[2] if LATENT_FAMILIES[family].is_video else 1
+    fam = LATENT_FAMILIES[family]
+    patch = PATCH[family]
+    f = shape[2] if fam.is_video else 1  # (B, C, F', H', W') or (B, C, H', W')
     h, w = shape[-2], shape[-1]
-    step = LATENT_FAMILIES[family].spatial_factor * ph
-    for name, cells, pixels in (("height", h, height), ("width", w, width)):
-        if cells % ph:
-            below, above = pixels - pixels % step, pixels - pixels % step + step
+    for name, cells, p, pixels in (("height", h, patch[1], height), ("width", w, patch[2], width)):
+        if cells % p:
+            step = fam.spatial_factor * p
+            below = pixels - pixels % step
+            nearest = " or ".join(str(v) for v in (below, below + step) if v > 0)
             raise ValueError(
-                f"{name}={pixels} gives {cells} latent cells, which do not split into patches of {ph} "
-                f"for {family!r}: {name} must be a multiple of {step}; nearest valid: {below or above} or {above}"
+                f"{name}={pixels} is {cells} latent cell{'s' * (cells != 1)}, which does not split into the "
+                f"{p}-cell patches of {family!r}: {name} must be a multiple of {step}; nearest valid: {nearest}"
             )
-    grid = (f // pf, h // ph, w // pw)
-    return LatentTokens(family, shape, (pf, ph, pw), grid, math.prod(grid))
+    grid = (f // patch[0], h // patch[1], w // patch[2])  # (F'/p_f, H'/p_h, W'/p_w); p_f = 1 everywhere
+    return LatentTokens(family, shape, patch, grid, math.prod(grid), _counted(family, patch))
