@@ -11,7 +11,7 @@ from infralens.diffusion import TinyDenoiser, cfg_combine, step_cost
 
 # [1] Setup / contract
 torch.manual_seed(0)
-model = TinyDenoiser(latent_channels=4, text_dim=16)  # a small real denoiser
+model = TinyDenoiser(latent_channels=4, text_dim=16)  # small, real, eval()
 latents = torch.randn(1, 4, 8, 8)  # (B, C, H, W) the noisy latent x_t
 t = torch.tensor([500])  # (B,) the current timestep
 cond = torch.randn(1, 6, 16)  # (B, L, D) prompt embeddings
@@ -50,11 +50,11 @@ if __name__ == "__main__":
     same = torch.allclose(one, pred_cond, atol=1e-6)
     print(f"scale 1 gives the conditional prediction: {same}")
     print("\nCost of one denoising step on this module")
-    print(f"  {'':<16}{'calls':>6}{'batch':>7}{'FLOPs':>12}{'activation':>14}")
+    head = ("", "calls", "batch", "FLOPs", "activation")
+    print("  {:<16}{:>6}{:>7}{:>12}{:>14}".format(*head))
     for name, c in (("no guidance", plain), ("CFG, one batch", doubled)):
         act = c.largest_activation_bytes
-        print(
-            f"  {name:<16}{c.calls:>6}{c.batch:>7}{c.flops:>12,}{act:>12,} B"
-        )
+        row = f"  {name:<16}{c.calls:>6}{c.batch:>7}{c.flops:>12,}"
+        print(row + f"{act:>12,} B")
     ratio = doubled.flops / plain.flops
     print(f"\nCFG multiplies the step's FLOPs by {ratio:.1f}")
