@@ -49,3 +49,28 @@ def load_method(relative: str, cls: str, name: str):
                     exec(compile(ast.Module([item], []), str(package_dir() / relative), "exec"), namespace)
                     return namespace[name]
     raise LookupError(f"{cls}.{name} not found in diffsynth/{relative} {version()}")
+
+
+def import_submodule(dotted: str, bare: tuple[str, ...] = ("core",)):
+    """Import ``diffsynth.<dotted>`` with its relative imports, skipping heavy package ``__init__`` files.
+
+    ``diffsynth/__init__.py`` and ``diffsynth/core/__init__.py`` import
+    everything, torchvision included. Registering ``diffsynth``, the packages
+    in ``bare`` and the module's parents as bare modules (only their
+    ``__path__``) lets a model file and the small helpers it imports load on
+    their own; their subpackages' ``__init__`` files still run.
+    """
+    import sys
+    import types
+
+    root = package_dir()
+    packages = {(), *((name,) for name in bare)}
+    parents = dotted.split(".")[:-1]
+    packages.update(tuple(parents[:depth]) for depth in range(1, len(parents) + 1))
+    for parts in sorted(packages, key=len):
+        name = ".".join(("diffsynth", *parts))
+        if name not in sys.modules:
+            package = types.ModuleType(name)
+            package.__path__ = [str(root.joinpath(*parts))]
+            sys.modules[name] = package
+    return importlib.import_module(f"diffsynth.{dotted}")

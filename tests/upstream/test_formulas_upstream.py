@@ -15,8 +15,6 @@ torch = pytest.importorskip("torch")
 from diffusers import (  # noqa: E402
     DDPMScheduler,
     FlowMatchEulerDiscreteScheduler,
-    StableDiffusionPipeline,
-    UNet2DConditionModel,
 )
 
 from infralens.diffusion import (  # noqa: E402
@@ -32,6 +30,8 @@ from infralens.diffusion import (  # noqa: E402
     shift_sigmas,
     v_target,
 )
+
+from ._tiny import tiny_sd_pipeline  # noqa: E402
 
 pytestmark = [
     pytest.mark.upstream,
@@ -130,43 +130,6 @@ def test_flow_matching_sigmas_interpolation_and_euler(shift, gen):
     theirs = sched.step(v, sched.timesteps[0], x).prev_sample
     ours = flow_euler_step(x, v, sched.sigmas[0].item(), sched.sigmas[1].item())
     assert torch.allclose(ours, theirs, atol=1e-6)
-
-
-def tiny_sd_pipeline():
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=12,
-        attention_head_dim=4,
-        norm_num_groups=4,
-    ).eval()
-    from diffusers import AutoencoderKL, DDIMScheduler
-
-    vae = AutoencoderKL(
-        block_out_channels=(8,),
-        down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",),
-        latent_channels=4,
-        norm_num_groups=4,
-    ).eval()
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=None,
-        tokenizer=None,
-        unet=unet,
-        scheduler=DDIMScheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def test_cfg_inside_a_real_tiny_pipeline():
