@@ -60,8 +60,53 @@ def lab_id(page: Path) -> tuple[str, str, str]:
     return track, nn, slug
 
 
-def test_there_are_lab_pages():
-    assert len(LAB_PAGES) >= 2
+# The catalogue's labs (slugs are public URLs): every track has all ten, no more, no fewer.
+CATALOGUE = {
+    "diffuser": [
+        "forward-noise-process",
+        "denoising-step",
+        "scheduler-reading",
+        "cfg-code-reading",
+        "vae-latent-space",
+        "diffusers-pipeline-components",
+        "unet-dit-conditioning",
+        "lora-injection-reading",
+        "controlnet-conditioning-reading",
+        "memory-optimization-reading",
+    ],
+    "diffsynth": [
+        "pipeline-config-reading",
+        "model-loading-path",
+        "latent-shape-tracking",
+        "scheduler-loop-reading",
+        "conditioning-flow",
+        "video-latent-frame-dimension",
+        "vae-encode-decode",
+        "offload-memory-saving",
+        "multi-control-pipeline-reading",
+        "end-to-end-inference-trace",
+    ],
+}
+
+
+def test_every_catalogue_lab_has_a_page():
+    found = {track: [p.stem for p in LAB_PAGES if p.parents[1].name == track] for track in CATALOGUE}
+    expected = {track: [f"lab-{n:02d}-{slug}" for n, slug in enumerate(slugs, 1)] for track, slugs in CATALOGUE.items()}
+    assert found == expected
+
+
+@pytest.mark.parametrize("track", CATALOGUE)
+def test_handbook_sections_follow_the_lab_order(track):
+    labels = re.findall(r"^\((" + track + r"-[a-z0-9-]+)\)=$", (TRACKS / track / "index.md").read_text(), re.M)
+    assert labels == [f"{track}-handbook"] + [f"{track}-{slug}" for slug in CATALOGUE[track]]
+
+
+@pytest.mark.parametrize("page", [*LAB_PAGES, *TRACKS.glob("*/index.md")], ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_headings_have_no_math(page):
+    """Math in a heading is hidden in the page's contents sidebar and garbles PDF bookmarks."""
+    for level in range(1, 5):
+        for heading in headings(page, level):
+            assert "$" not in heading, heading
 
 
 @pytest.mark.parametrize("page", LAB_PAGES, ids=lambda p: p.stem)
