@@ -103,6 +103,12 @@ def test_page_offline_no_errors_math_typeset(browser, server, path):
         typeset = "document.querySelectorAll('mjx-container').length"
         page.wait_for_function(f"{typeset} >= document.querySelectorAll('.math').length", timeout=15_000)
         assert page.locator("mjx-container").count() >= page.locator(".math").count()
+    # code and doctests fit the content column: no block scrolls sideways by a few characters
+    wide = page.evaluate(
+        "[...document.querySelectorAll('article pre')]"
+        ".filter(e => e.scrollWidth > e.clientWidth + 2).map(e => e.innerText.slice(0, 60))"
+    )
+    assert wide == [], f"code blocks wider than the page: {wide}"
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / (path.replace("/", "__").removesuffix(".html") + ".png")), full_page=True)
     page.close()
