@@ -274,6 +274,16 @@ def test_error_alpha_bar_range_and_batch(xs):
         predict_x0(x, m, 0.0, "epsilon")
 
 
+def test_error_alpha_bar_t_range(xs):
+    """Above 1 is refused by the range check itself, for the steps and for an x0 ("sample") output alike."""
+    x, m = xs
+    msg = r"alpha_bar_t must lie in \[0\.0, 1\.0\], e\.g\. alpha_bar_t=0\.5; got 1\.5"
+    with pytest.raises(ValueError, match=msg):
+        ddpm_posterior(x, m, 1.5, 1.0)
+    with pytest.raises(ValueError, match=msg):
+        predict_x0(x, m, 1.5, "sample")
+
+
 def test_error_missing_noise(xs):
     x, m = xs
     msg = r"noise must be given when the step adds noise \(its variance is > 0\), e\.g\. noise=torch\.randn_like\(x_t\)"
