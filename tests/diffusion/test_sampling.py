@@ -282,6 +282,8 @@ def test_error_alpha_bar_t_range(xs):
         ddpm_posterior(x, m, 1.5, 1.0)
     with pytest.raises(ValueError, match=msg):
         predict_x0(x, m, 1.5, "sample")
+    with pytest.raises(ValueError, match=msg):
+        predict_epsilon(x, m, 1.5, "epsilon")
 
 
 def test_error_missing_noise(xs):
