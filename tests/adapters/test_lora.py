@@ -1,8 +1,6 @@
 """LoRA: frozen W, delta = (alpha / r) B A, B = 0 at start, merged == unmerged, parameter counts, errors."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -174,12 +172,8 @@ def test_param_count_errors(args, message):
         lora_param_count(*args)
 
 
-def test_starter_prints_checked_values():
-    proc = subprocess.run(
-        [sys.executable, STARTER.name], cwd=STARTER.parent, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    out = proc.stdout
+def test_starter_prints_checked_values(starter):
+    out = starter(STARTER)
     assert re.search(r"^\s+x\s+\(2, 16, 64\)", out, re.M)
     assert re.search(r"^\s+A\s+\(4, 64\)", out, re.M) and re.search(r"^\s+B\s+\(48, 4\)", out, re.M)
     assert re.search(r"^\s+delta\s+\(48, 64\)\s+s \* B @ A, rank 4 <= r = 4$", out, re.M)

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from infralens.attention import naive_attention, score_bytes
 from infralens.calculators import attention_cost
-from infralens.memory import naive_attention, score_bytes
 
 
 def test_formula_by_hand():
@@ -46,3 +46,22 @@ def test_errors(kwargs, words):
     with pytest.raises(ValueError) as err:
         attention_cost(**kwargs)
     assert all(w in str(err.value) for w in words)
+
+
+def test_naive_peak_is_two_score_matrices():
+    """Measured: a naive attention holds the scores and their softmax at once, plus its output."""
+    from infralens.memory import peak_tensor_bytes
+
+    B, h, N, d = 1, 4, 256, 16
+    q, k, v = torch.randn(3, B, h, N, d).unbind(0)
+    c = attention_cost(tokens=N, heads=h, head_dim=d, batch=B, dtype="fp32")
+    out = naive_attention(q, k, v)
+    assert peak_tensor_bytes(lambda: naive_attention(q, k, v)) == c.naive_peak_bytes + out.nbytes
+    assert c.naive_peak_bytes == 2 * c.score_bytes
+
+
+@pytest.mark.parametrize("dtype", ["int4", "int8", "fp8"])
+def test_scores_are_not_kept_in_storage_formats(dtype):
+    with pytest.raises(ValueError, match="dtype must be a format attention scores are kept in") as err:
+        attention_cost(tokens=10, heads=2, head_dim=8, dtype=dtype)
+    assert "dtype='bf16'" in str(err.value) and repr(dtype) in str(err.value)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from infralens.calculators import cfg_cost
-from infralens.diffusion import TinyDenoiser, guided_prediction
+from infralens.diffusion import guided_prediction
+from infralens.nets import TinyDenoiser
 
 
 @pytest.mark.parametrize(
@@ -48,3 +49,30 @@ def test_errors(kwargs, word):
     with pytest.raises(ValueError, match=word) as err:
         cfg_cost(**kwargs)
     assert "e.g." in str(err.value)
+
+
+@pytest.mark.parametrize(("true_cfg", "calls"), [(None, 56), (1.0, 28), (0.0, 28), (4.0, 56)])
+def test_distilled_guidance_reads_true_cfg_scale(true_cfg, calls):
+    """FLUX and HunyuanVideo feed guidance_scale to the transformer; only true_cfg_scale > 1 doubles."""
+    assert cfg_cost(steps=28, guidance_scale=3.5, true_cfg_scale=true_cfg).calls == calls
+
+
+def test_pipeline_defaults():
+    from infralens.calculators import DIFFUSERS_CFG_DEFAULTS, pipeline_cfg_cost
+
+    calls = {name: pipeline_cfg_cost(name).calls for name in DIFFUSERS_CFG_DEFAULTS}
+    assert calls == {
+        "StableDiffusionPipeline": 100,
+        "StableDiffusionXLPipeline": 100,
+        "StableDiffusion3Pipeline": 56,
+        "WanPipeline": 100,
+        "FluxPipeline": 28,
+        "HunyuanVideoPipeline": 50,
+    }
+    assert pipeline_cfg_cost("FluxPipeline", steps=4, true_cfg_scale=2.0).calls == 8
+    with pytest.raises(ValueError, match=r"pipeline must be one of .*e\.g\. pipeline='FluxPipeline'; got 'Flux'"):
+        pipeline_cfg_cost("Flux")
+    with pytest.raises(ValueError, match="overrides must be steps"):
+        pipeline_cfg_cost("FluxPipeline", scale=2.0)
+    with pytest.raises(ValueError, match="true_cfg_scale must be a finite number"):
+        cfg_cost(steps=2, true_cfg_scale=math.nan)

@@ -5,6 +5,7 @@ one test runs the ``infralens`` console script itself when it is installed.
 """
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,10 +19,13 @@ from hypothesis import strategies as st
 
 from infralens.calculators import attention_cost, kv_cache_bytes, latent_tokens, weight_memory
 from infralens.cli import main
+from infralens.transformer import LLAMA2_7B, llama_param_count
 
-SUBCOMMANDS = ["latent", "attention", "cfg", "kv-cache", "weights"]
+SUBCOMMANDS = ["latent", "attention", "cfg", "kv-cache", "weights", "params"]
 WAN_720P = ["latent", "wan2.1", "--height", "720", "--width", "1280", "--frames", "81"]
 KV = ["kv-cache", "--layers", "32", "--kv-heads", "8", "--head-dim", "128", "--seq", "8192"]
+LLAMA2 = ["params", "--vocab-size", "32000", "--hidden-size", "4096", "--intermediate-size", "11008", "--layers", "32"]
+LLAMA2 += ["--heads", "32"]
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -130,6 +134,14 @@ def test_attention(capsys):
     assert data["score_bytes"] == 2 * 40 * 75600**2 * 4 == attention_cost(**{
         "tokens": 75600, "heads": 40, "head_dim": 128, "batch": 2, "dtype": "fp32"}).score_bytes  # fmt: skip
     assert data["flops"] == 4 * 2 * 40 * 75600**2 * 128
+    assert data["naive_peak_bytes"] == 2 * data["score_bytes"]  # the scores and their softmax
+
+
+def test_attention_says_fused_kernels_store_no_scores(capsys):
+    code, out, _ = run(["attention", "--tokens", "1024", "--heads", "8", "--head-dim", "64"], capsys)
+    assert code == 0
+    assert "fused kernels: scores stored" in out and "none" in out.split("fused kernels: scores stored")[1]
+    assert out.index("FLOPs") < out.index("naive")  # the cost every kernel pays comes first
 
 
 @pytest.mark.parametrize(
@@ -137,9 +149,27 @@ def test_attention(capsys):
 )
 def test_cfg(extra, calls, capsys):
     code, out, _ = run(["cfg", "--steps", "50", *extra], capsys)
-    assert code == 0 and f"denoiser calls      {calls}" in out
+    assert code == 0 and re.search(rf"^denoiser calls\s+{calls}$", out, re.M)
     code, out, _ = run(["cfg", "--steps", "50", *extra, "--json"], capsys)
     assert json.loads(out)["calls"] == calls
+
+
+@pytest.mark.parametrize(
+    ("argv", "calls"),
+    [
+        (["--pipeline", "FluxPipeline"], 28),  # guidance_scale=3.5 is an input of the transformer, not CFG
+        (["--pipeline", "FluxPipeline", "--true-cfg-scale", "4"], 56),
+        (["--pipeline", "WanPipeline"], 100),
+        (["--pipeline", "WanPipeline", "--steps", "30"], 60),
+        (["--steps", "28", "--guidance-scale", "3.5", "--true-cfg-scale", "1"], 28),
+    ],
+)
+def test_cfg_pipeline_defaults_and_distilled_guidance(argv, calls, capsys):
+    code, out, _ = run(["cfg", *argv, "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["calls"] == calls
+    if "--pipeline" in argv:
+        assert data["pipeline"] == argv[1]
 
 
 def test_kv_cache(capsys):
@@ -163,6 +193,36 @@ def test_weights(text, params, capsys):
     assert code == 0 and "16-bit scale + zero point per 64" in out
 
 
+def test_params(capsys):
+    code, out, _ = run(LLAMA2, capsys)
+    assert code == 0 and "6,738,415,616" in out and "4,328,521,728" in out and "12.55 GiB" in out
+    code, out, _ = run([*LLAMA2, "--kv-heads", "8", "--tie-word-embeddings", "--json"], capsys)
+    data = json.loads(out)
+    gqa = LLAMA2_7B | {"num_key_value_heads": 8, "tie_word_embeddings": True}
+    assert data["total"] == llama_param_count(**gqa) == 6_738_415_616 - 2 * 4096 * 24 * 128 * 32 - 32000 * 4096
+    assert data["head"] == 0 and data["num_key_value_heads"] == 8
+
+
+def test_params_from_a_config_file(tmp_path, capsys):
+    config = tmp_path / "config.json"
+    fields = LLAMA2_7B | {"num_key_value_heads": None, "head_dim": None, "model_type": "llama", "rope_theta": 1e4}
+    config.write_text(json.dumps(fields))
+    code, out, _ = run(["params", "--config", str(config), "--json"], capsys)
+    assert code == 0 and json.loads(out)["total"] == 6_738_415_616  # null KV heads: one per query head
+    code, out, _ = run(["params", "--config", str(config), "--layers", "2", "--json"], capsys)
+    assert json.loads(out)["total"] == llama_param_count(**LLAMA2_7B | {"num_hidden_layers": 2})
+    (tmp_path / "bad.json").write_text("{hidden_size: 4096")
+    (tmp_path / "list.json").write_text("[4096]")
+    for name, words in [
+        ("missing.json", ["--config", "No such file", "e.g. --config config.json"]),
+        ("bad.json", ["--config", "not JSON"]),
+        ("list.json", ["--config", "JSON object"]),
+    ]:
+        code, out, err = run(["params", "--config", str(tmp_path / name)], capsys)
+        assert code == 2 and out == "" and len(err.splitlines()) == 1
+        assert err.startswith("infralens params: error: ") and all(w in err for w in words), err
+
+
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
@@ -177,7 +237,10 @@ def test_weights(text, params, capsys):
         (["latent", "sd", "--width", "512"], ["required: --height", "e.g. infralens latent"]),
         (["attention", "--tokens", "10", "--heads", "0", "--head-dim", "8"], ["--heads", ">= 1", "--heads 40"]),
         (["attention", "--tokens", "10", "--heads", "2", "--head-dim", "8", "--dtype", "fp64"], ["--dtype", "'bf16'"]),
-        (["cfg"], ["required: --steps", "e.g. infralens cfg --steps 50"]),
+        (["attention", "--tokens", "10", "--heads", "2", "--head-dim", "8", "--dtype", "int4"], ["--dtype", "'fp16'"]),
+        (["cfg"], ["--steps or --pipeline", "e.g. --steps 50"]),
+        (["cfg", "--pipeline", "Flux"], ["--pipeline", "invalid choice", "'FluxPipeline'"]),
+        (["cfg", "--steps", "5", "--true-cfg-scale", "inf"], ["--true-cfg-scale", "finite"]),
         (["cfg", "--steps", "-1"], ["--steps", ">= 1"]),
         (["cfg", "--steps", "5", "--guidance-scale", "nan"], ["--guidance-scale", "finite", "--guidance-scale 5"]),
         ([*KV[:-2], "--seq", "0"], ["--seq", ">= 1", "--seq 8192"]),
@@ -188,6 +251,11 @@ def test_weights(text, params, capsys):
         (["weights", "--params", "8B", "--dtype", "int4", "--group-size", "0"], ["--group-size", ">= 1"]),
         (["weights", "--params", "8B", "--dtype", "bf16", "--zero-points"], ["zero_points", "group_size=128"]),
         (["weights", "--params", "8B"], ["required: --dtype"]),
+        (LLAMA2[:-4], ["--layers is required", "e.g. infralens params"]),
+        ([*LLAMA2, "--kv-heads", "5"], ["num_attention_heads=32", "num_key_value_heads=5", "4 or 8"]),
+        ([*LLAMA2, "--heads", "0"], ["--heads", ">= 1", "--heads 32"]),
+        ([*LLAMA2, "--hidden-size", "4000", "--heads", "48", "--kv-heads", "8"], ["hidden_size=4000", "head_dim"]),
+        ([*LLAMA2, "--vocab-size", "3.5"], ["--vocab-size", "whole number", "'3.5'"]),
         (["bogus"], ["COMMAND", "invalid choice", "'kv-cache'"]),
         ([], ["required: COMMAND"]),
     ],
@@ -212,9 +280,10 @@ def test_any_value_gives_a_result_or_one_line(sub, values):
     options = {
         "latent": ["wan2.1", "--height", "--width", "--frames"],
         "attention": ["--tokens", "--heads", "--head-dim"],
-        "cfg": ["--steps", "--guidance-scale"],
+        "cfg": ["--steps", "--guidance-scale", "--true-cfg-scale"],
         "kv-cache": ["--layers", "--kv-heads", "--head-dim", "--seq"],
         "weights": ["--params", "--group-size"],
+        "params": ["--vocab-size", "--hidden-size", "--intermediate-size", "--layers", "--heads", "--kv-heads"],
     }[sub]
     argv = [sub]
     flags = [o for o in options if o.startswith("--")]

@@ -75,10 +75,12 @@ def test_what_is_counted_is_said():
 @pytest.mark.parametrize(
     ("family", "kwargs", "words"),
     [
-        ("flux", dict(height=520, width=512), ["height=520", "65 latent cells", "multiple of 16", "512 or 528"]),
+        ("flux", dict(height=520, width=512), ["height=520", "2 cells per patch", "multiple of 16", "512 or 528"]),
+        # one rule for the request: a suggestion passes the VAE's 8 and the patch's 2 (488 would not)
+        ("wan2.1", dict(height=481, width=832, frames=81), ["height=481", "multiple of 16", "480 or 496"]),
         ("wan2.2", dict(height=720, width=1280, frames=81), ["height=720", "multiple of 32", "704 or 736"]),
         ("sdxl", dict(height=1024, width=1032), ["width=1032", "multiple of 16", "1024 or 1040"]),
-        ("flux", dict(height=8, width=16), ["height=8", "1 latent cell,", "nearest valid: 16"]),
+        ("flux", dict(height=8, width=16), ["height=8", "multiple of 16", "nearest valid: 16"]),
         # latent_shape's own checks come through unchanged
         ("wan2.1", dict(height=480, width=832, frames=80), ["frames=80", "77 or 81"]),
         ("wan2.1", dict(height=480, width=832), ["frames is required", "frames=81"]),
@@ -94,3 +96,20 @@ def test_errors_name_the_argument_and_a_valid_value(family, kwargs, words):
     for word in words:
         assert word in str(err.value)
     assert "nearest valid: 0" not in str(err.value)
+
+
+def test_each_axis_is_divided_by_its_own_patch(monkeypatch):
+    # every released family patches height and width alike and never patches time, so a formula that
+    # mixed the axes up would pass the tests above; a family with a (2, 2, 4) patch tells them apart
+    import dataclasses
+
+    import infralens.calculators.tokens as tokens_module
+
+    uneven = dataclasses.replace(LATENT_FAMILIES["wan2.1"], patch=(2, 2, 4))
+    monkeypatch.setattr(tokens_module, "get_family", lambda family: uneven)
+    t = latent_tokens("wan2.1", height=720, width=1280, frames=85)  # latent (22, 90, 160)
+    assert t.latent[2:] == (22, 90, 160)
+    assert t.grid == (22 // 2, 90 // 2, 160 // 4) and t.tokens == 11 * 45 * 40
+    # the height rule is 8 pixels x 2 cells, the width rule 8 x 4: 720 = 45 x 16 but not a multiple of 32
+    with pytest.raises(ValueError, match="width=720 is not a multiple of 32"):
+        latent_tokens("wan2.1", height=1280, width=720, frames=85)

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from infralens.calculators import DEFAULT_INT4_GROUP, DTYPE_BYTES, dtype_bytes, weight_memory
+from infralens.calculators import DEFAULT_INT4_GROUP, weight_memory
+from infralens.core import DTYPE_BYTES, dtype_bytes
 
 
 @pytest.mark.parametrize(

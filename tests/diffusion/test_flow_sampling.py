@@ -2,24 +2,12 @@
 
 import math
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from infralens.diffusion import (
-    GaussianVelocity,
-    TinyDenoiser,
-    dynamic_shift,
-    flow_sample,
-    flow_sigmas,
-    shift_sigmas,
-)
-from infralens.video import TinyVideoDiT
-
-ROOT = Path(__file__).resolve().parents[2]
+from infralens.diffusion import dynamic_shift, flow_sample, flow_sigmas, shift_sigmas
+from infralens.nets import GaussianVelocity, TinyDenoiser, TinyVideoDiT
 
 
 class Recorder(torch.nn.Module):
@@ -198,11 +186,8 @@ def test_other_errors(call, words):
     assert all(w in str(err.value) for w in words), str(err.value)
 
 
-def test_lab_04_starter_output():
-    path = ROOT / "code/diffsynth/lab-04-scheduler-loop-reading/scheduler_loop.py"
-    proc = subprocess.run([sys.executable, path.name], cwd=path.parent, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+def test_lab_04_starter_output(starter):
+    out = starter("diffsynth/lab-04-scheduler-loop-reading/scheduler_loop.py")
     rows = re.findall(r"^\s+(\d)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
     assert [int(r[0]) for r in rows] == list(range(10))
     for i, grid, sigma, t in rows:
@@ -222,3 +207,16 @@ def test_lab_04_starter_output():
     assert {k: v[0] for k, v in cost.items()} == {(10, 1.0): 10, (10, 5.0): 20, (20, 1.0): 20, (20, 5.0): 40}
     per_call = cost[(10, 1.0)][1] / 10
     assert all(f == c * per_call for c, f in cost.values())  # every call costs the same
+
+
+def test_sigma_zero_is_a_valid_last_value_and_repeated_sigmas_are_refused():
+    # [1, 0.5, 0]: the last step goes from 0 to 0 and changes nothing, so it samples like [1, 0.5];
+    # [1, 0.5, 0.5] does not decrease strictly
+    def field(latents, timesteps, text):  # a velocity that also accepts sigma = 0
+        return latents * 0.5 + timesteps.view(-1, 1, 1, 1) / 1000
+
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    ending = flow_sample(field, x, torch.tensor([1.0, 0.5, 0.0]))
+    assert torch.equal(ending, flow_sample(field, x, torch.tensor([1.0, 0.5])))
+    with pytest.raises(ValueError, match="sigmas must decrease strictly"):
+        flow_sample(field, x, torch.tensor([1.0, 0.5, 0.5]))

@@ -1,16 +1,12 @@
 """Guided predictions computed both ways, their cost, the tiny denoiser, and the Lab 04 starter."""
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from infralens.diffusion import TinyDenoiser, cfg_combine, guided_prediction, step_cost
-
-ROOT = Path(__file__).resolve().parents[2]
+from infralens.diffusion import cfg_combine, guided_prediction, step_cost
+from infralens.nets import TinyDenoiser
 
 
 @pytest.fixture
@@ -97,11 +93,8 @@ def test_error_cfg_combine_shapes(setup):
         cfg_combine(x, x[:1], 7.5)
 
 
-def test_lab_04_starter_output():
-    path = ROOT / "code/diffuser/lab-04-cfg-code-reading/classifier_free_guidance.py"
-    out = subprocess.run([sys.executable, path.name], cwd=path.parent, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    text = out.stdout
+def test_lab_04_starter_output(starter):
+    text = starter("diffuser/lab-04-cfg-code-reading/classifier_free_guidance.py")
     assert "batched input   (2, 4, 8, 8)" in text and "guided          (1, 4, 8, 8)" in text
     assert float(re.search(r"max \|difference\| = (\S+)", text).group(1)) < 1e-4
     assert "scale 1 gives the conditional prediction: True" in text
@@ -111,3 +104,19 @@ def test_lab_04_starter_output():
     f2, a2 = (int(v.replace(",", "")) for v in doubled.groups())
     assert f2 == 2 * f1 and a2 == 2 * a1
     assert "multiplies the step's FLOPs by 2.0" in text
+
+
+def test_step_cost_batch_is_the_latents_batch_with_a_shared_timestep():
+    # diffusers pipelines may pass one timestep for the whole batch (shape (1,), broadcast inside the
+    # denoiser): the batch of a call is the latents', not the timestep's
+    class SharedTimestep(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, x, t):
+            return self.lin(x) + t
+
+    model = SharedTimestep()
+    cost = step_cost(lambda: model(torch.randn(3, 4), torch.tensor([0.5])), model)
+    assert (cost.calls, cost.batch) == (1, 3)

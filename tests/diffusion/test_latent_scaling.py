@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from infralens.diffusion import LATENT_FAMILIES, LATENT_SCALING, LatentScaling, denormalize_latents, normalize_latents
+from infralens.diffusion import LATENT_FAMILIES, LATENT_SCALING, denormalize_latents, normalize_latents
+from infralens.families import LatentScaling
 
 
 def test_every_family_is_a_latent_family_with_matching_channels():
@@ -60,7 +61,10 @@ def test_measured_statistics_make_each_channel_standard():
 @pytest.mark.parametrize(
     ("call", "words"),
     [
-        (lambda: normalize_latents(torch.zeros(1, 4, 8, 8), "sd3"), ["family must be one of", "'wan2.1'", "got 'sd3'"]),
+        (
+            lambda: normalize_latents(torch.zeros(1, 4, 8, 8), "ltxvideo"),
+            ["family must be one of", "'wan2.1'", "got 'ltxvideo'"],
+        ),
         (lambda: normalize_latents(torch.zeros(1, 4, 8, 8), "wan2.1"), ["4 channels", "have 16", "'wan2.1'"]),
         (lambda: denormalize_latents(torch.zeros(4, 8), "sd"), ["latents must be (B, C, ...)", "got (4, 8)"]),
         (lambda: normalize_latents(torch.zeros(1, 4, 8, 8, dtype=torch.long), "sd"), ["floating-point", "torch.int64"]),

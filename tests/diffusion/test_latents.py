@@ -139,3 +139,14 @@ def test_messages_name_valid_examples():
     expect(["batch=1; got 0"], latent_shape, "sd", height=512, width=512, batch=0)
     expect(["H'=5, W'=9, e.g. H'=6, W'=10"], flux_pack, torch.zeros(1, 16, 5, 9))
     expect(["height=1024; got 0"], flux_unpack, torch.zeros(1, 4, 64), 0, 64)
+
+
+def test_pixel_multiple_is_vae_factor_times_patch():
+    from infralens.diffusion import get_family, pixel_multiple
+
+    for name in ("wan2.1", "wan2.2", "flux"):
+        fam = get_family(name)
+        assert pixel_multiple(name) == fam.spatial_factor * fam.patch[1]
+    assert pixel_multiple("wan2.2") == 2 * pixel_multiple("wan2.1")  # the Wan 2.2 VAE halves each side again
+    with pytest.raises(ValueError, match="family must be one of"):
+        pixel_multiple("wan3")

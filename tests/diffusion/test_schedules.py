@@ -80,6 +80,9 @@ def test_zero_terminal_snr_keeps_dtype():
         ({"schedule": "linear", "num_train_timesteps": 10.5}, ["num_train_timesteps", "whole number"]),
         ({"schedule": "linear", "beta_start": 0.03}, ["beta_start", "beta_end", "0 < beta_start <= beta_end < 1"]),
         ({"schedule": "linear", "beta_end": 1.5}, ["beta_end", "0.02"]),
+        # the bounds themselves: a zero beta adds no noise at step 0, a beta of 1 erases the sample
+        ({"schedule": "linear", "beta_start": 0.0}, ["beta_start", "0 < beta_start"]),
+        ({"schedule": "scaled_linear", "beta_end": 1.0}, ["beta_end", "beta_end < 1"]),
         ({"schedule": "linear", "dtype": torch.int64}, ["dtype", "float32"]),
     ],
 )
@@ -115,3 +118,23 @@ def test_the_smallest_schedule_has_two_steps():
 def test_non_integer_steps_message_names_a_valid_value():
     with pytest.raises(ValueError, match=r"num_train_timesteps=1000; got 10\.5"):
         make_betas("linear", 10.5)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear"])
+def test_equal_endpoints_give_a_constant_schedule(schedule):
+    # beta_start == beta_end is allowed: every step adds the same noise, alpha_bar_t = (1 - beta)^(t + 1)
+    betas = make_betas(schedule, num_train_timesteps=5, beta_start=0.01, beta_end=0.01, dtype=torch.float64)
+    assert betas.tolist() == pytest.approx([0.01] * 5, rel=1e-12)
+    assert alphas_cumprod(betas).tolist() == pytest.approx([0.99 ** (t + 1) for t in range(5)], rel=1e-12)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear"])
+def test_betas_are_computed_in_double_precision(schedule):
+    # in float64 the schedule matches plain Python arithmetic to 1e-12; a float32 linspace is off by ~1e-8
+    T, b0, b1 = 1000, 0.00085, 0.012
+    if schedule == "linear":
+        expected = [b0 + (b1 - b0) * i / (T - 1) for i in range(T)]
+    else:
+        expected = [(b0**0.5 + (b1**0.5 - b0**0.5) * i / (T - 1)) ** 2 for i in range(T)]
+    got = make_betas(schedule, num_train_timesteps=T, beta_start=b0, beta_end=b1, dtype=torch.float64)
+    assert got.tolist() == pytest.approx(expected, rel=1e-12, abs=0)

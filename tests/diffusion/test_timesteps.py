@@ -3,10 +3,7 @@ and the Lab 03 starter. Expected values come from plain Python arithmetic here, 
 
 import math
 import re
-import subprocess
-import sys
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,8 +18,6 @@ from infralens.diffusion import (
     make_betas,
     scale_model_input,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def leading(N, T=1000, offset=0):
@@ -219,12 +214,8 @@ def linear_alpha_bar(t: int, T: int = 1000, start: float = 1e-4, end: float = 0.
     return math.prod(1 - (start + (end - start) * s / (T - 1)) for s in range(t + 1))
 
 
-def test_lab_03_starter_output():
-    path = ROOT / "code/diffuser/lab-03-scheduler-reading/scheduler_notes.py"
-    proc = subprocess.run([sys.executable, path.name], cwd=path.parent, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
-    out = proc.stdout
+def test_lab_03_starter_output(starter):
+    out = starter("diffuser/lab-03-scheduler-reading/scheduler_notes.py")
     rows = {
         m[0]: m[1:]
         for m in re.findall(
@@ -260,3 +251,42 @@ def test_lab_03_starter_output():
     lin = linspace_exact(50)
     off = [t for t, nxt in zip(lin, [*lin[1:], -1], strict=True) if nxt != max(t - 20, -1)]
     assert f"linspace grid: {len(off)} of 50 steps" in out
+
+
+# --- Karras sigmas ----------------------------------------------------------------------------------
+
+
+def test_karras_sigmas_by_exact_properties():
+    from infralens.diffusion import karras_sigmas
+
+    s = karras_sigmas(12, 0.002, 80.0)
+    assert s[0].item() == pytest.approx(80.0, rel=1e-12) and s[-1].item() == pytest.approx(0.002, rel=1e-12)
+    steps = torch.diff(s ** (1 / 7))  # evenly spaced in sigma^(1/rho)
+    assert torch.allclose(steps, steps[0].expand_as(steps), atol=1e-12)
+    assert (s[1:] < s[:-1]).all()
+    assert karras_sigmas(5, 1.0, 5.0, rho=1.0).tolist() == pytest.approx([5.0, 4.0, 3.0, 2.0, 1.0])
+    assert karras_sigmas(1, 0.5, 2.0).tolist() == pytest.approx([2.0])
+    # larger rho puts more of the steps at low noise
+    lo = [int((karras_sigmas(20, 0.002, 80.0, rho=r) < 1).sum()) for r in (1.0, 3.0, 7.0)]
+    assert lo[0] < lo[1] < lo[2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"num_inference_steps": 0}, ["num_inference_steps must be >= 1"]),
+        ({"sigma_min": 0.0}, ["sigma_min must be a finite number > 0", "0.002"]),
+        ({"sigma_max": float("inf")}, ["sigma_max must be a finite number > 0"]),
+        ({"rho": -7}, ["rho must be a finite number > 0", "rho=7.0", "-7"]),
+        ({"sigma_min": 90.0}, ["sigma_max must be > sigma_min=90.0", "got 80.0"]),
+    ],
+)
+def test_karras_sigmas_errors(kwargs, words):
+    from infralens.diffusion import karras_sigmas
+
+    args = {"num_inference_steps": 10, "sigma_min": 0.002, "sigma_max": 80.0} | kwargs
+    rho = args.pop("rho", 7.0)
+    with pytest.raises(ValueError) as err:
+        karras_sigmas(**args, rho=rho)
+    for w in words:
+        assert w in str(err.value)

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from infralens.memory import STRATEGIES, Component, plan_offload
+from infralens.memory import STRATEGIES, Component, diffsynth_residency, plan_offload
 
 PARTS = [Component("te", (4, 6)), Component("dit", (10, 30, 30)), Component("vae", 20)]
 SCHEDULE = ["te", "dit", "dit", "dit", "vae"]
@@ -93,7 +93,7 @@ def test_invariants_on_random_pipelines(seed):
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"name must be a non-empty string, e.g. name='transformer'; got ''"):
+    with pytest.raises(ValueError, match=r"name must be a non-empty string, e.g. name='dit'; got ''"):
         Component("", (1,))
     with pytest.raises(ValueError, match=r"layer_bytes of 'x' must list at least one layer, e.g. \(1024,\); got \(\)"):
         Component("x", ())
@@ -114,7 +114,8 @@ def test_errors():
     ):
         plan_offload(PARTS, ["unet"], strategy="model")
     with pytest.raises(
-        ValueError, match=r"strategy must be one of resident, model, layer, e.g. strategy='model'; got 'sequential'"
+        ValueError,
+        match=r"strategy must be one of resident, model, layer, diffsynth, e.g. strategy='model'; got 'sequential'",
     ):
         plan_offload(PARTS, SCHEDULE, strategy="sequential")
     with pytest.raises(
@@ -132,4 +133,41 @@ def test_errors():
     plan = plan_offload(PARTS, ["te"], strategy="model")
     with pytest.raises(ValueError, match=r"component must be one the schedule calls, e.g. 'te'; got 'vae'"):
         plan.moved_per_call("vae")
-    assert STRATEGIES == ("resident", "model", "layer")
+    assert STRATEGIES == ("resident", "model", "layer")  # "diffsynth" needs a limit: not a config's strategy
+    with pytest.raises(ValueError, match=r"vram_limit must be a number of GiB >= 0 or None, e.g. vram_limit=20"):
+        diffsynth_residency([1], vram_limit=-1)
+    with pytest.raises(ValueError, match=r"resident must give one flag per layer \(2\); got 1"):
+        diffsynth_residency([1, 2], vram_limit=1, resident=[True])
+    with pytest.raises(ValueError, match=r"used_bytes must be a whole number of bytes >= 0"):
+        diffsynth_residency([1], vram_limit=1, used_bytes=-5)
+
+
+GiB = 2**30
+
+
+def test_diffsynth_rule_checks_used_memory_before_each_layer_with_no_reserve():
+    sizes = [1 * GiB, 3 * GiB, 3 * GiB, GiB // 2]
+    # in use before each layer: 0, 1, 4 GiB (< 5: kept), then 7 GiB: the last one streams; 7 GiB > the limit
+    assert diffsynth_residency(sizes, vram_limit=5) == (True, True, True, False)
+    assert diffsynth_residency(sizes, vram_limit=None) == (True,) * 4  # DiffSynth's default: all resident
+    assert diffsynth_residency(sizes, vram_limit=0) == (False,) * 4  # keep nothing
+    assert diffsynth_residency(sizes, vram_limit=5, used_bytes=6 * GiB) == (False,) * 4  # the device is "full"
+    # a streamed layer asks again at the next forward: freed memory elsewhere makes it resident
+    first = diffsynth_residency(sizes, vram_limit=8, used_bytes=2 * GiB)
+    assert first == (True, True, True, False)  # 2, 3, 6 GiB before the first three, 9 before the last
+    assert diffsynth_residency(sizes, vram_limit=8, used_bytes=0, resident=first) == (True,) * 4
+
+
+def test_diffsynth_strategy_replays_the_rule_and_drops_residency_at_a_switch():
+    parts = [Component("dit", (10, 30, 30, 5)), Component("vae", 20)]
+    plan = plan_offload(parts, ["dit", "dit", "vae", "dit"], strategy="diffsynth", budget=50)
+    # bytes, in "GiB" of one byte here: 0, 10, 40 in use before the first three (< 50: kept), 70 before the last
+    assert moved(plan) == [75, 5, 20, 75]  # copied in again after the switch, the small one streamed per call
+    assert [s.weight_bytes for s in plan.stages] == [75, 75, 20, 75]
+    assert plan.peak_bytes == 75 > plan.budget  # no reserve: above the limit
+    none = plan_offload(parts, ["dit", "dit"], strategy="diffsynth")
+    assert moved(none) == [75, 0]  # vram_limit=None: everything stays
+    zero = plan_offload(parts, ["dit", "dit"], strategy="diffsynth", budget=0)
+    assert moved(zero) == [75, 75] and zero.peak_bytes == 30  # keep none: the planner's "layer" without a budget
+    busy = plan_offload(parts, ["dit", "dit"], strategy="diffsynth", budget=50, activation_bytes={"dit": 45})
+    assert moved(busy) == [75, 65]  # 45 + 0 < 50 keeps 10; 55 >= 50: the other three stream at every call

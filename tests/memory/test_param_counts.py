@@ -48,5 +48,25 @@ def test_errors():
         wan_dit_layer_params(patch_size=(1, 0, 2))
     with pytest.raises(ValueError, match=r"num_buckets must be a whole number >= 1, e.g. num_buckets=32; got 'x'"):
         umt5_encoder_layer_params(num_buckets="x")
-    with pytest.raises(ValueError, match=r"dtype must be one of fp32, bf16"):
-        wan21_t2v_components(dtype="bfloat16")
+    with pytest.raises(ValueError, match=r"dtype must be one of fp32, bf16.*got 'float64'"):
+        wan21_t2v_components(dtype="float64")
+
+
+def test_wan22_a14b_two_experts_twice_one_resident_once():
+    from infralens.diffusion import expert_schedule
+    from infralens.memory import plan_offload, wan21_t2v_components, wan22_a14b_components
+
+    te, dit, dit2, vae = wan22_a14b_components("t2v")
+    assert dit.layer_bytes == dit2.layer_bytes == wan21_t2v_components()[1].layer_bytes  # the 14B shape
+    i2v = wan22_a14b_components("i2v")[1]
+    assert i2v.total_bytes - dit.total_bytes == 2 * (36 - 16) * 4 * 5120  # wider patch embedding, bf16
+    schedule = ["text_encoder", *expert_schedule(40, 0.875, shift=12.0), "vae"]
+    resident = plan_offload([te, dit, dit2, vae], schedule, strategy="resident")
+    model = plan_offload([te, dit, dit2, vae], schedule, strategy="model")
+    assert resident.peak_bytes == te.total_bytes + 2 * dit.total_bytes + vae.total_bytes
+    assert model.peak_bytes == dit.total_bytes  # one expert at a time
+    moved = [(s.component, s.moved_bytes) for s in model.stages if s.moved_bytes]
+    assert moved[1:3] == [("dit", dit.total_bytes), ("dit2", dit2.total_bytes)]
+    assert model.stages[27].component == "dit2" and model.stages[27].moved_bytes == dit2.total_bytes
+    with pytest.raises(ValueError, match="task must be 't2v' or 'i2v'"):
+        wan22_a14b_components("ti2v")

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from infralens.memory import naive_attention, peak_tensor_bytes
+from infralens.attention import naive_attention
+from infralens.memory import peak_tensor_bytes
 
 
 def allocator_peak(fn) -> int:

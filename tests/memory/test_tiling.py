@@ -1,9 +1,18 @@
-"""VAE tiling on a purely convolutional decoder: exact with a halo, approximate when blended."""
+"""VAE tiling: exact with a halo, approximate when blended (diffusers' scheme and DiffSynth's linear ramps)."""
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from infralens.memory import TinyConvDecoder, blended_tiled_decode, peak_tensor_bytes, tiled_decode
+from infralens.memory import (
+    blended_tiled_decode,
+    diffsynth_tile_coverage,
+    diffsynth_tiled_decode,
+    diffsynth_tiles,
+    peak_tensor_bytes,
+    tiled_decode,
+)
+from infralens.nets import TinyCausalVideoVAE, TinyConvDecoder
 
 
 def measured_radius(decoder: TinyConvDecoder, size: int = 8) -> int:
@@ -125,3 +134,62 @@ def test_errors():
         TinyConvDecoder(upsamples=0)
     with pytest.raises(ValueError, match=r"width must be a whole number >= 1, e.g. width=32; got 2.0"):
         TinyConvDecoder(width=2.0)
+
+
+@pytest.mark.parametrize(
+    ("H", "W", "count"),
+    [(60, 104, 9), (90, 160, 30), (30, 52, 1), (31, 52, 2), (8, 12, 9)],
+)
+def test_diffsynth_tiles_cover_the_latent(H, W, count):
+    size = (4, 6) if (H, W) == (8, 12) else (30, 52)
+    stride = (2, 3) if (H, W) == (8, 12) else (15, 26)
+    boxes = diffsynth_tiles(H, W, tile_size=size, tile_stride=stride)
+    assert len(boxes) == count
+    covered = torch.zeros(H, W)
+    for top, bottom, left, right in boxes:
+        assert 0 <= top < bottom <= H and 0 <= left < right <= W
+        assert bottom - top <= size[0] and right - left <= size[1]
+        covered[top:bottom, left:right] += 1
+    assert covered.min() >= 1  # every cell is decoded at least once
+    assert diffsynth_tile_coverage(H, W, tile_size=size, tile_stride=stride) == pytest.approx(covered.mean().item())
+
+
+def test_diffsynth_blend_weights_sum_to_one_and_reach_the_edges():
+    z = torch.rand(2, 3, 2, 8, 12) * 2 - 1  # two samples: the blend works per sample
+
+    def nearest(t):
+        return t.repeat_interleave(8, -2).repeat_interleave(8, -1)
+
+    out = diffsynth_tiled_decode(nearest, z, tile_size=(4, 6), tile_stride=(2, 3))
+    assert torch.allclose(out, nearest(z))
+    ones = diffsynth_tiled_decode(lambda t: nearest(torch.ones_like(t)), z, tile_size=(4, 6), tile_stride=(2, 3))
+    assert torch.allclose(ones, torch.ones_like(ones))  # the ramps are normalised everywhere, edges included
+
+
+def test_diffsynth_blend_of_a_conv_decoder_is_approximate_and_costs_the_coverage():
+    vae = TinyCausalVideoVAE()
+    z = vae.encode(torch.rand(1, 3, 5, 64, 96) * 2 - 1)  # (1, 16, 2, 8, 12)
+    with torch.no_grad():
+        tiled = diffsynth_tiled_decode(vae.decode, z, tile_size=(4, 6), tile_stride=(2, 3))
+        whole = vae.decode(z)
+    assert tiled.shape == whole.shape
+    assert not torch.allclose(tiled, whole, atol=1e-3)
+    with FlopCounterMode(display=False) as a:
+        vae.decode(z)
+    with FlopCounterMode(display=False) as b:
+        diffsynth_tiled_decode(vae.decode, z, tile_size=(4, 6), tile_stride=(2, 3))
+    assert b.get_total_flops() / a.get_total_flops() == diffsynth_tile_coverage(8, 12, tile_size=(4, 6),
+                                                                                tile_stride=(2, 3))  # fmt: skip
+
+
+def test_diffsynth_tiling_errors():
+    with pytest.raises(ValueError, match=r"tile_size must be \(height, width\) in latent cells, e.g. tile_size"):
+        diffsynth_tiles(60, 104, tile_size=30)
+    with pytest.raises(ValueError, match=r"tile_stride\[1\] must be"):
+        diffsynth_tiles(60, 104, tile_stride=(15, 0))
+    with pytest.raises(ValueError, match=r"height must be"):
+        diffsynth_tiles(0, 104)
+    with pytest.raises(ValueError, match=r"z must have 5 axes \(B, C, F', H', W'\).*got \(1, 16, 60, 104\)"):
+        diffsynth_tiled_decode(lambda t: t, torch.zeros(1, 16, 60, 104))
+    with pytest.raises(ValueError, match=r"tile_stride must not exceed tile_size=\(4, 6\).*got \(5, 3\)"):
+        diffsynth_tiled_decode(lambda t: t, torch.zeros(1, 16, 1, 8, 12), tile_size=(4, 6), tile_stride=(5, 3))

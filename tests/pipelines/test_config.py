@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -143,20 +141,21 @@ def test_every_offload_strategy_is_accepted(strategy):
         ("seed: 0", "seed: -1", "runtime.seed must be a whole number >= 0, e.g. seed: 0; got -1"),
         (
             "dtype: float32  # latents",
-            "dtype: bf16  # latents",
-            "runtime.dtype must be one of float32, float16, bfloat16, e.g. runtime.dtype: bfloat16; got 'bf16' "
-            "(did you mean bfloat16?)",
+            "dtype: fp8  # latents",
+            "runtime.dtype must be one of float32, float16, bfloat16 (or bf16, fp16, fp32), e.g. runtime.dtype: "
+            "bfloat16; got 'fp8'",
         ),
         (
             "dtype: float32  # latents",
             "dtype: int8  # latents",
-            "runtime.dtype must be one of float32, float16, bfloat16, e.g. runtime.dtype: bfloat16; got 'int8'",
+            "runtime.dtype must be one of float32, float16, bfloat16 (or bf16, fp16, fp32), e.g. runtime.dtype: "
+            "bfloat16; got 'int8'",
         ),
         (
             "dtype: bfloat16",
-            "dtype: fp16",
-            "components.text_encoder.dtype must be one of float32, float16, bfloat16, e.g. "
-            "components.text_encoder.dtype: bfloat16; got 'fp16' (did you mean float16?)",
+            "dtype: float64",
+            "components.text_encoder.dtype must be one of float32, float16, bfloat16 (or bf16, fp16, fp32), e.g. "
+            "components.text_encoder.dtype: bfloat16; got 'float64'",
         ),
         (
             "device: cpu\n    params: {latent_channels: 16, text_dim",
@@ -276,6 +275,15 @@ def test_missing_component_names_all_three():
     )
 
 
+@pytest.mark.parametrize("key", ["family", "components", "runtime"])
+def test_a_missing_top_level_block_is_named(key):
+    data = yaml.safe_load(TEXT)
+    del data[key]
+    message = refused(data)
+    assert message.startswith(f"{key} is missing: every choice is written in the config, none is a hidden default; ")
+    assert f"e.g. {key}: " in message
+
+
 def test_blocks_of_the_wrong_kind():
     data = yaml.safe_load(TEXT)
     assert refused({**data, "runtime": [1, 2]}).startswith("runtime must be a mapping (key: value lines)")
@@ -320,13 +328,8 @@ def test_bad_sources(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def out() -> str:
-    proc = subprocess.run(
-        [sys.executable, "read_config.py"], cwd=LAB, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
-    return proc.stdout
+def out(starter) -> str:
+    return starter(LAB / "read_config.py")
 
 
 def test_starter_prints_the_components_and_runtime(out):
@@ -353,10 +356,19 @@ def test_starter_prints_each_refusal(out):
         "runtime.num_frames: frames=8 is not valid for 'wan2.1'",
         "nearest valid: 5 or 9",
         "height must be a multiple of 16 (8 per latent cell x 2 per patch); nearest valid: 32 or 48",
-        "got 'bf16' (did you mean bfloat16?)",
+        "got 'fp8'",
         "did you mean runtime.guidance_scale?",
         "got False (YAML reads unquoted no/off/false as a boolean: quote it)",
         "components.vae is missing",
     ]:
         assert fragment in flat, fragment
     assert flat.count("ValueError: ") == 6 and "accepted" not in flat
+
+
+def test_short_dtype_names_mean_the_same_as_torch_names():
+    """One vocabulary (see the glossary): a config may write bf16 or bfloat16, the calculators likewise."""
+    from infralens.core import dtype_bytes
+
+    short = load_config(edited("dtype: float32  # latents", "dtype: bf16  # latents"))
+    assert short.runtime.dtype == torch.bfloat16
+    assert dtype_bytes("bf16") == dtype_bytes("bfloat16") == 2

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from infralens.diffusion import LATENT_SCALING
-from infralens.pipelines import Tracer, load_components, load_config, run_text_to_video, tokenize
+from infralens.nets import tokenize
+from infralens.pipelines import Tracer, load_components, load_config, run_text_to_video
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT = (ROOT / "code/diffsynth/lab-01-pipeline-config-reading/pipeline_config.yaml").read_text()
@@ -199,13 +198,8 @@ def test_refusals(cfg, modules):
 
 
 @pytest.fixture(scope="module")
-def out() -> str:
-    proc = subprocess.run(
-        [sys.executable, STARTER.name], cwd=STARTER.parent, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
-    return proc.stdout
+def out(starter) -> str:
+    return starter(STARTER)
 
 
 def test_starter_prints_the_trace_table(out, cfg, modules):

@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from infralens.diffusion import (
-    TinyAutoencoderKL,
-    TinyDiT,
-    alphas_cumprod,
-    cfg_combine,
-    ddim_step,
-    latent_shape,
-    make_betas,
-)
+from infralens.diffusion import alphas_cumprod, cfg_combine, ddim_step, latent_shape, make_betas
+from infralens.nets import TinyAutoencoderKL, TinyDiT, TinyTextEncoder, tokenize
 from infralens.pipelines import (
     COMPONENT_NAMES,
     DIFFUSERS_COMPONENTS,
     ByteTokenizer,
     TinyDDIMScheduler,
-    TinyTextEncoder,
     TinyTextToImagePipeline,
     component_table,
     format_component_table,
-    tokenize,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,12 +228,8 @@ def test_constructor_errors(pipe):
     )
 
 
-def test_starter_trace():
-    proc = subprocess.run(
-        [sys.executable, STARTER.name], cwd=STARTER.parent, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    out = proc.stdout
+def test_starter_trace(starter):
+    out = starter(STARTER)
     for name, cls in zip(
         COMPONENT_NAMES,
         ("ByteTokenizer", "TinyTextEncoder", "TinyDiT", "TinyDDIMScheduler", "TinyAutoencoderKL"),
@@ -263,6 +248,7 @@ def test_starter_trace():
     assert re.search(r"^transformer\s+TinyDiT\s+[\d,]+\s+4\s+\(1,4,8,8\)", plain, re.M)
     assert re.search(r"^transformer\s+TinyDiT\s+[\d,]+\s+4\s+\(2,4,8,8\)", guided, re.M)
     for name, parts in DIFFUSERS_COMPONENTS.items():
-        denoiser = "unet" if "unet" in parts else "transformer"
+        denoisers = r"\s+".join(p for p in parts if p in ("unet", "transformer", "transformer_2"))
         n = sum(p.startswith("text_encoder") for p in parts)
-        assert re.search(rf"^\s+{name}\s+{denoiser}\s+text encoders: {n}$", out, re.M), name
+        assert re.search(rf"^\s+{name}\s+{denoisers}\s+text encoders: {n}$", out, re.M), name
+    assert re.search(r"WanPipeline\s+transformer transformer_2\s+text encoders: 1", out)

@@ -1,17 +1,13 @@
 """Wan's image condition: the folded frame mask, y = [mask, z_image], errors, and the Lab 05 starter."""
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from infralens.diffusion import normalize_latents
-from infralens.video import TinyCausalVideoVAE, first_frame_mask, image_condition
-
-ROOT = Path(__file__).resolve().parents[2]
+from infralens.nets import TinyCausalVideoVAE
+from infralens.video import first_frame_mask, image_condition
 
 
 @pytest.mark.parametrize(("frames", "t"), [(1, 4), (9, 4), (13, 4), (17, 8)])
@@ -61,11 +57,8 @@ def test_errors(call, words):
     assert all(w in str(err.value) for w in words), str(err.value)
 
 
-def test_lab_05_starter_output():
-    path = ROOT / "code/diffsynth/lab-05-conditioning-flow/conditioning_flow.py"
-    proc = subprocess.run([sys.executable, path.name], cwd=path.parent, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+def test_lab_05_starter_output(starter):
+    out = starter("diffsynth/lab-05-conditioning-flow/conditioning_flow.py")
 
     def shape(label):
         m = re.search(rf"{re.escape(label)}\s+(\([\d, ]+\))", out)
@@ -74,14 +67,21 @@ def test_lab_05_starter_output():
 
     assert shape("prompt embeddings") == "(1, 7, 48)"
     assert shape("after text_embedding") == "(1, 7, 32)"  # projected to the model width D = 32
-    assert shape("CLIP-like tokens") == "(1, 5, 24)"
-    assert shape("context = [image, text]") == "(1, 12, 32)"  # 5 image + 7 text tokens
+    assert shape("CLIP-like tokens") == "(1, 257, 24)"
+    assert shape("after image_embedding") == "(1, 257, 32)"  # its own keys and values: not joined to the text
     assert shape("y = [mask, z_image]") == "(1, 20, 3, 4, 6)"  # 4 + 16 channels, F' = 1 + 8/4
     assert shape("latents + y") == "(1, 36, 3, 4, 6)"
     assert shape("video tokens") == "(1, 18, 32)"  # 3 * (4/2) * (6/2)
-    assert shape("modulation, 6 x D") == "(1, 192)"
+    assert shape("modulation, 6 x D") == "(1, 6, 32)"  # six vectors of D per sample
     assert shape("prediction") == "(1, 16, 3, 4, 6)"
     assert "After 4 guided steps (8 DiT calls): (1, 16, 3, 4, 6)" in out
-    n = 21 * 30 * 52  # Wan 2.1, 480x832, 81 frames: 21 latent frames, 60/2 x 104/2 patches
-    assert f"N = {n:,} video tokens, L = 512" in out
-    assert f"N x N = {n * n:>13,}" in out and f"N x L = {n * 512:>13,} ({n / 512:.0f}x less)" in out
+    n, d, text, image = 21 * 30 * 52, 5120, 512, 257  # Wan 2.1 14B, 480x832, 81 frames; 60/2 x 104/2 patches
+    assert f"N = {n:,} video tokens" in out
+    # FLOPs by hand: 2 per multiply-add; projections of the queries/outputs on N tokens, keys/values on theirs
+    self_attn = 4 * 2 * n * d * d + 2 * 2 * n * n * d
+    cross_text = 2 * 2 * n * d * d + 2 * 2 * text * d * d + 2 * 2 * n * text * d
+    image_branch = 2 * 2 * image * d * d + 2 * 2 * n * image * d
+    tflop = {m[0].strip(): float(m[1]) for m in re.findall(r"^  (\S.*?)\s+([\d.]+) TFLOP", out, re.M)}
+    assert tflop["self-attention"] == round(self_attn / 1e12, 2)
+    assert tflop["cross, text only"] == round(cross_text / 1e12, 2)
+    assert tflop["cross, text + image"] == round((cross_text + image_branch) / 1e12, 2)

@@ -24,161 +24,22 @@ the wiring of the real ones, not their layers.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from infralens.diffusion._args import positive_int
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Initialise with a fixed seed and leave the global generator as it was."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        torch.random.set_rng_state(state)
+from infralens.core import positive_int, seeded
+from infralens.nets import TinyUNet, UNetEncoder, check_unet_input
 
 
 def _scale(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, e.g. {name}=1.0; got {value!r}")
     return float(value)
-
-
-def _check_size(num_blocks: int, height: int, width: int) -> None:
-    f = 2**num_blocks
-    for name, size in (("height", height), ("width", width)):
-        if size % f or size < f:
-            lo = max(f, size // f * f)
-            raise ValueError(
-                f"latent {name} must be a positive multiple of 2**num_blocks = {f} (each block halves it); "
-                f"got {size}, e.g. {lo} or {lo + f}"
-            )
-
-
-def _check_latent(sample: object, timestep: object, in_channels: int, num_blocks: int) -> torch.Tensor:
-    """Validate a latent ``(B, C, H, W)`` and its timestep; return the timestep as ``(B,)``."""
-    if not isinstance(sample, torch.Tensor) or sample.ndim != 4 or sample.shape[1] != in_channels:
-        shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
-        raise ValueError(
-            f"sample must be a latent (B, {in_channels}, H, W), e.g. torch.randn(1, {in_channels}, 16, 16); got {shape}"
-        )
-    _check_size(num_blocks, sample.shape[2], sample.shape[3])
-    B = sample.shape[0]
-    if not isinstance(timestep, torch.Tensor) or timestep.shape not in ((), (B,)):
-        shape = tuple(timestep.shape) if isinstance(timestep, torch.Tensor) else type(timestep).__name__
-        raise ValueError(f"timestep must be a tensor of shape () or (B,) = ({B},), e.g. torch.tensor(500); got {shape}")
-    return timestep.expand(B)
-
-
-class _Encoder(nn.Module):
-    """conv_in, a timestep shift, ``num_blocks`` stride-2 blocks and a middle block: the skips and the mid features."""
-
-    def __init__(self, in_channels: int, width: int, num_blocks: int):
-        super().__init__()
-        self.conv_in = nn.Conv2d(in_channels, width, 3, padding=1)
-        self.time_proj = nn.Linear(1, width)
-        self.down_blocks = nn.ModuleList(nn.Conv2d(width, width, 3, stride=2, padding=1) for _ in range(num_blocks))
-        self.mid_block = nn.Conv2d(width, width, 3, padding=1)
-
-    def forward(
-        self, sample: torch.Tensor, timestep: torch.Tensor, added: torch.Tensor | None = None
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        B = sample.shape[0]
-        temb = self.time_proj(timestep.float().reshape(B, 1) / 1000)[:, :, None, None]  # (B, w, 1, 1)
-        h = self.conv_in(sample) + temb  # (B, w, H, W)
-        if added is not None:
-            h = h + added  # the encoded control image joins here (ControlNet's copy only)
-        skips = [h]
-        for block in self.down_blocks:
-            h = nn.functional.silu(block(h)) + temb  # (B, w, H / 2^k, W / 2^k)
-            skips.append(h)
-        return skips, nn.functional.silu(self.mid_block(h))  # skips k = 0..n, mid (B, w, H / 2^n, W / 2^n)
-
-
-class TinyUNet(nn.Module):
-    r"""A tiny UNet-shaped denoiser whose skips and middle block accept additional residuals.
-
-    ``forward(sample (B, C, H, W), timestep (B,), down_block_additional_residuals=None,
-    mid_block_additional_residual=None) -> (B, C, H, W)``. The encoder keeps ``num_blocks + 1``
-    skip features, skip :math:`k` of shape ``(B, width, H / 2^k, W / 2^k)``, and a middle
-    feature at the lowest resolution; the decoder upsamples and adds the skips back. Residuals,
-    when given, are added to the skips and the middle feature before the decoder reads them,
-    as in diffusers' ``UNet2DConditionModel``. ``H`` and ``W`` must be multiples of
-    :math:`2^\text{num\_blocks}`.
-
-    :param in_channels: latent channels :math:`C`.
-    :param width: feature channels of every block.
-    :param num_blocks: down-sampling blocks, each halving ``H`` and ``W``.
-    :param seed: fixes the random weights; the global generator is left untouched.
-
-    >>> unet = TinyUNet(in_channels=4, width=8, num_blocks=2)
-    >>> unet(torch.randn(2, 4, 16, 16), torch.tensor([999, 500])).shape
-    torch.Size([2, 4, 16, 16])
-    >>> unet.skip_shapes(batch=2, height=16, width=16)
-    [(2, 8, 16, 16), (2, 8, 8, 8), (2, 8, 4, 4)]
-    """
-
-    def __init__(self, in_channels: int = 4, width: int = 8, num_blocks: int = 2, seed: int = 0):
-        super().__init__()
-        self.in_channels = positive_int("in_channels", in_channels, example=4)
-        self.width = positive_int("width", width, example=8)
-        self.num_blocks = positive_int("num_blocks", num_blocks, example=2)
-        with _seeded(seed):
-            self.encoder = _Encoder(self.in_channels, self.width, self.num_blocks)
-            self.up_blocks = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(self.num_blocks))
-            self.conv_out = nn.Conv2d(width, in_channels, 3, padding=1)
-        self.eval()
-
-    def skip_shapes(self, *, batch: int, height: int, width: int) -> list[tuple[int, ...]]:
-        """Shapes of the skip features (and so of the down residuals) for a latent of ``height`` x ``width``."""
-        _check_size(self.num_blocks, height, width)
-        return [(batch, self.width, height >> k, width >> k) for k in range(self.num_blocks + 1)]
-
-    def mid_shape(self, *, batch: int, height: int, width: int) -> tuple[int, ...]:
-        """Shape of the middle feature (and of the mid residual)."""
-        return self.skip_shapes(batch=batch, height=height, width=width)[-1]
-
-    def forward(
-        self,
-        sample: torch.Tensor,
-        timestep: torch.Tensor,
-        down_block_additional_residuals: Sequence[torch.Tensor] | None = None,
-        mid_block_additional_residual: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        timestep = _check_latent(sample, timestep, self.in_channels, self.num_blocks)  # (B,)
-        B, _, H, W = sample.shape
-        skips, mid = self.encoder(sample, timestep)
-        if (down_block_additional_residuals is None) != (mid_block_additional_residual is None):
-            raise ValueError(
-                "give both down_block_additional_residuals and mid_block_additional_residual (a ControlNet returns "
-                "both), or neither"
-            )
-        if down_block_additional_residuals is not None:
-            expected = self.skip_shapes(batch=B, height=H, width=W)
-            got = [tuple(r.shape) for r in down_block_additional_residuals]
-            if got != expected or tuple(mid_block_additional_residual.shape) != expected[-1]:
-                raise ValueError(
-                    f"down_block_additional_residuals must have the skip shapes {expected} and "
-                    f"mid_block_additional_residual the shape {expected[-1]}; got {got} and "
-                    f"{tuple(mid_block_additional_residual.shape)}"
-                )
-            # h_k <- h_k + residual_k, h_mid <- h_mid + residual_mid
-            skips = [h + r for h, r in zip(skips, down_block_additional_residuals, strict=True)]
-            mid = mid + mid_block_additional_residual
-        h = mid  # (B, w, H / 2^n, W / 2^n)
-        for k in range(self.num_blocks, 0, -1):
-            h = nn.functional.silu(self.up_blocks[k - 1](h + skips[k]))  # (B, w, H / 2^k, W / 2^k)
-            h = nn.functional.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, w, H / 2^(k-1), ...)
-        return self.conv_out(h + skips[0])  # (B, C, H, W)
 
 
 class ControlNetConditioningEmbedding(nn.Module):
@@ -211,11 +72,11 @@ def _zero(module: nn.Module) -> nn.Module:
 
 
 class TinyControlNet(nn.Module):
-    r"""A trainable copy of a :class:`TinyUNet`'s encoder that turns a control image into residuals.
+    r"""A trainable copy of a :class:`~infralens.nets.TinyUNet`'s encoder that turns a control image into residuals.
 
     ``forward(sample, timestep, controlnet_cond (B, c, fH, fW), conditioning_scale=1.0) ->
-    (down_block_res_samples, mid_block_res_sample)``, shapes as :meth:`TinyUNet.skip_shapes`
-    and :meth:`TinyUNet.mid_shape`. The residuals are
+    (down_block_res_samples, mid_block_res_sample)``, shapes as :meth:`~infralens.nets.TinyUNet.skip_shapes`
+    and :meth:`~infralens.nets.TinyUNet.mid_shape`. The residuals are
 
     .. math:: r_k = \lambda\, Z_k(c_k), \qquad r_\text{mid} = \lambda\, Z_\text{mid}(c_\text{mid})
 
@@ -262,9 +123,9 @@ class TinyControlNet(nn.Module):
                 f"conditioning_factor=8; got {f}"
             )
         self.conditioning_factor = f
-        with _seeded(seed):
+        with seeded(seed):
             self.controlnet_cond_embedding = ControlNetConditioningEmbedding(self.conditioning_channels, width, f)
-            self.encoder = _Encoder(self.in_channels, self.width, self.num_blocks)
+            self.encoder = UNetEncoder(self.in_channels, self.width, self.num_blocks)
             self.controlnet_down_blocks = nn.ModuleList(
                 _zero(nn.Conv2d(width, width, 1)) for _ in range(self.num_blocks + 1)
             )
@@ -275,7 +136,7 @@ class TinyControlNet(nn.Module):
     def from_denoiser(
         cls, denoiser: nn.Module, conditioning_channels: int = 3, conditioning_factor: int = 8, seed: int = 1
     ) -> TinyControlNet:
-        """A control branch whose encoder starts as a copy of ``denoiser``'s (a :class:`TinyUNet`)."""
+        """A control branch whose encoder starts as a copy of ``denoiser``'s (a :class:`~infralens.nets.TinyUNet`)."""
         if not isinstance(denoiser, TinyUNet):
             raise ValueError(
                 "denoiser must be a TinyUNet, e.g. TinyControlNet.from_denoiser(TinyUNet()); "
@@ -308,7 +169,7 @@ class TinyControlNet(nn.Module):
         conditioning_scale: float = 1.0,
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
         scale = _scale("conditioning_scale", conditioning_scale)
-        timestep = _check_latent(sample, timestep, self.in_channels, self.num_blocks)  # (B,)
+        timestep = check_unet_input(sample, timestep, self.in_channels, self.num_blocks)  # (B,)
         B, _, H, W = sample.shape
         f, c = self.conditioning_factor, self.conditioning_channels
         want = (B, c, f * H, f * W)

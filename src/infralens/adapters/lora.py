@@ -24,7 +24,7 @@ import numbers
 import torch
 from torch import nn
 
-from infralens.diffusion._args import compute_dtype, positive_int
+from infralens.core.args import compute_dtype, positive_int
 
 
 def _rank(name: str, value: object, in_features: int, out_features: int) -> int:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from infralens.diffusion._args import positive_int
+from infralens.core.args import positive_int
 
 
 def _unit(name: str, value: object, example: float) -> float:

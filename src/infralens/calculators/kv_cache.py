@@ -11,9 +11,8 @@ grouped-query attention), head size :math:`d`, :math:`S` tokens and batch
 
 from __future__ import annotations
 
-from infralens.diffusion._args import positive_int
-
-from .dtypes import dtype_bytes
+from infralens.core.args import positive_int
+from infralens.core.dtypes import dtype_bytes
 
 
 def kv_cache_bytes(

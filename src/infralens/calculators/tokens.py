@@ -22,28 +22,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from infralens.diffusion import LATENT_FAMILIES, latent_shape
+from infralens.core import multiple_of
+from infralens.diffusion import latent_shape
+from infralens.families import LATENT_FAMILIES, get_family
 
-PATCH: Mapping[str, tuple[int, int, int]] = MappingProxyType(
-    {
-        "sd": (1, 1, 1),
-        "sdxl": (1, 2, 2),
-        "sd3": (1, 2, 2),
-        "flux": (1, 2, 2),
-        "wan2.1": (1, 2, 2),
-        "wan2.2": (1, 2, 2),
-        "hunyuanvideo": (1, 2, 2),
-        "cogvideox": (1, 2, 2),
-        "ltxvideo": (1, 1, 1),
-    }
+DIFFUSERS_TEXT_TOKENS: Mapping[str, int] = MappingProxyType(
+    {"StableDiffusion3Pipeline": 256, "FluxPipeline": 512, "HunyuanVideoPipeline": 256, "WanPipeline": 512}
 )
-"""Latent cells per attention position ``(frames, height, width)``, by family (read-only).
+"""The ``max_sequence_length`` default of diffusers 0.42.1 pipelines: T5 (or LLaMA) prompt tokens, padded to it.
+
+SD3, FLUX and HunyuanVideo append these tokens to the latent's in one joint
+attention; Wan reads them through a separate cross-attention. ``tests/upstream``
+reads every entry from the pipelines' signatures.
+
+>>> DIFFUSERS_TEXT_TOKENS["FluxPipeline"]
+512
+"""
+
+PATCH: Mapping[str, tuple[int, int, int]] = MappingProxyType({n: f.patch for n, f in LATENT_FAMILIES.items()})
+"""Latent cells per attention position ``(frames, height, width)``, by family: a view of the family records.
 
 For the DiTs this is the patch size; for the UNets (``"sd"``, ``"sdxl"``) it is
 the downsampling between the latent and the first self-attention block.
 """
 
-UNETS = frozenset({"sd", "sdxl"})
+UNETS = frozenset(n for n, f in LATENT_FAMILIES.items() if f.denoiser == "unet")
 """Families whose denoiser is a UNet: :data:`PATCH` is a downsampling there, not a patch."""
 
 
@@ -77,11 +80,12 @@ def _counted(family: str, patch: tuple[int, int, int]) -> str:
 def latent_tokens(family: str, *, height: int, width: int, frames: int | None = None, batch: int = 1) -> LatentTokens:
     r"""Latent shape and token count :math:`N = F'/p_f \cdot H'/p_h \cdot W'/p_w` of a request.
 
-    The latent comes from :func:`~infralens.diffusion.latent_shape`, with its
-    rules and messages; a latent that does not split into whole patches raises
-    ``ValueError`` naming the pixel size and the nearest valid ones.
+    Height and width must be multiples of the spatial factor times the patch
+    (checked first, so that a suggested size passes both the VAE's rule and the
+    patch's); the latent comes from :func:`~infralens.diffusion.latent_shape`,
+    with its rules and messages for frames.
 
-    :param family: a key of :data:`~infralens.diffusion.LATENT_FAMILIES`.
+    :param family: a key of :data:`~infralens.families.LATENT_FAMILIES`.
     :param height: :math:`H` in pixels; :math:`H'` must split into whole patches.
     :param width: :math:`W` in pixels, likewise.
     :param frames: :math:`F`, for video families only.
@@ -93,20 +97,19 @@ def latent_tokens(family: str, *, height: int, width: int, frames: int | None = 
     ((1, 16, 21, 90, 160), (21, 45, 80), True)
     >>> latent_tokens("flux", height=1024, width=1024).tokens == (128 // 2) ** 2
     True
+    >>> latent_tokens("wan2.1", height=481, width=832, frames=81)
+    Traceback (most recent call last):
+    ...
+    ValueError: height=481 is not a multiple of 16 (...); nearest valid: 480 or 496
     """
+    fam = get_family(family)
+    patch = fam.patch
+    for name, pixels, p in (("height", height, patch[1]), ("width", width, patch[2])):
+        # one rule for the whole request (VAE cells and patches), so a suggested size passes both
+        why = f"{fam.spatial_factor} pixels per latent cell x {p} cells per patch of {family!r}"
+        multiple_of(name, pixels, fam.spatial_factor * p, why=why)
     shape = latent_shape(family, height=height, width=width, frames=frames, batch=batch)
-    fam = LATENT_FAMILIES[family]
-    patch = PATCH[family]
     f = shape[2] if fam.is_video else 1  # (B, C, F', H', W') or (B, C, H', W')
     h, w = shape[-2], shape[-1]
-    for name, cells, p, pixels in (("height", h, patch[1], height), ("width", w, patch[2], width)):
-        if cells % p:
-            step = fam.spatial_factor * p
-            below = pixels - pixels % step
-            nearest = " or ".join(str(v) for v in (below, below + step) if v > 0)
-            raise ValueError(
-                f"{name}={pixels} is {cells} latent cell{'s' * (cells != 1)}, which does not split into the "
-                f"{p}-cell patches of {family!r}: {name} must be a multiple of {step}; nearest valid: {nearest}"
-            )
     grid = (f // patch[0], h // patch[1], w // patch[2])  # (F'/p_f, H'/p_h, W'/p_w); p_f = 1 everywhere
     return LatentTokens(family, shape, patch, grid, math.prod(grid), _counted(family, patch))

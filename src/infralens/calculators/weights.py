@@ -17,9 +17,8 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from infralens.diffusion._args import positive_int
-
-from .dtypes import dtype_bytes
+from infralens.core import dtype_bytes, dtype_name
+from infralens.core.args import positive_int
 
 SCALE_BYTES = 2
 """Bytes of one group scale or zero point (float16 or bfloat16)."""
@@ -34,7 +33,7 @@ class WeightMemory:
     params: float
     """:math:`P`."""
     dtype: str
-    """The weights' format, a key of :data:`~infralens.calculators.DTYPE_BYTES`."""
+    """The weights' format, a key of :data:`~infralens.core.DTYPE_BYTES`."""
     group_size: int | None
     """:math:`G`, weights per scale; ``None`` when the format has no groups."""
     zero_points: bool
@@ -67,6 +66,7 @@ def weight_memory(
     """
     if isinstance(params, bool) or not isinstance(params, numbers.Real) or not math.isfinite(params) or not params > 0:
         raise ValueError(f"params must be a finite number > 0, e.g. params=8e9; got {params!r}")
+    dtype = dtype_name(dtype)
     size = dtype_bytes(dtype)
     if group_size is None and dtype == "int4":
         group_size = DEFAULT_INT4_GROUP

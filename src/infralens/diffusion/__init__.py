@@ -4,32 +4,40 @@ Everything a page of the diffuser and diffsynth tracks computes is importable
 from here; the modules behind it are organised one concept each.
 """
 
-from .conditioning import (
-    AdaLNZero,
-    CrossAttention,
-    modulate,
-    patch_token_count,
-    patchify,
-    timestep_features,
-    unpatchify,
+from .experts import EXPERTS, expert_schedule, expert_switch_step
+from .flow import (
+    FLOW_TEMPLATES,
+    dynamic_shift,
+    flow_euler_step,
+    flow_interpolate,
+    flow_match_sigmas,
+    flow_sample,
+    flow_sigmas,
+    flow_target,
+    shift_sigmas,
 )
-from .flow import flow_euler_step, flow_interpolate, flow_target, shift_sigmas
-from .flow_sampling import flow_sample
-from .flow_schedules import FLOW_TEMPLATES, flow_sigmas
 from .forward import add_noise, predict_x0_from_eps, predict_x0_from_v, v_target
-from .gaussian_flow import GaussianVelocity
 from .guidance import StepCost, cfg_combine, guided_prediction, step_cost
-from .latent_scaling import LATENT_SCALING, LatentScaling, denormalize_latents, normalize_latents
+from .latent_scaling import (
+    LATENT_SCALING,
+    VAE_CONSTANTS,
+    VaeConstants,
+    denormalize_latents,
+    get_vae_constants,
+    mean_std,
+    normalize_latents,
+)
 from .latents import (
     LATENT_FAMILIES,
-    LatentFamily,
+    compression_ratio,
     flux_pack,
     flux_unpack,
     get_family,
     latent_frames,
     latent_shape,
+    pixel_multiple,
 )
-from .resolution_shift import dynamic_shift
+from .multistep import SOLVERS, flow_multistep_sample, flow_solver_sigmas, solver_orders
 from .sampling import (
     PREDICTION_TYPES,
     StepOutput,
@@ -43,35 +51,23 @@ from .schedules import SCHEDULES, alphas_cumprod, make_betas, rescale_zero_termi
 from .timesteps import (
     TIMESTEP_SPACINGS,
     euler_sigmas,
-    flow_match_sigmas,
     inference_timesteps,
+    karras_sigmas,
     scale_model_input,
 )
-from .tiny_denoiser import TinyDenoiser
-from .tiny_dit import TinyDiT
-from .tiny_vae import DiagonalGaussian, TinyAutoencoderKL
-from .vae_compression import compression_ratio
-from .vae_constants import VAE_CONSTANTS, VaeConstants, get_vae_constants
 
 __all__ = [
+    "EXPERTS",
     "FLOW_TEMPLATES",
     "LATENT_FAMILIES",
     "LATENT_SCALING",
     "PREDICTION_TYPES",
     "SCHEDULES",
+    "SOLVERS",
     "TIMESTEP_SPACINGS",
     "VAE_CONSTANTS",
-    "AdaLNZero",
-    "CrossAttention",
-    "DiagonalGaussian",
-    "GaussianVelocity",
-    "LatentFamily",
-    "LatentScaling",
     "StepCost",
     "StepOutput",
-    "TinyAutoencoderKL",
-    "TinyDenoiser",
-    "TinyDiT",
     "VaeConstants",
     "add_noise",
     "alphas_cumprod",
@@ -83,11 +79,15 @@ __all__ = [
     "denormalize_latents",
     "dynamic_shift",
     "euler_sigmas",
+    "expert_schedule",
+    "expert_switch_step",
     "flow_euler_step",
     "flow_interpolate",
     "flow_match_sigmas",
+    "flow_multistep_sample",
     "flow_sample",
     "flow_sigmas",
+    "flow_solver_sigmas",
     "flow_target",
     "flux_pack",
     "flux_unpack",
@@ -95,13 +95,13 @@ __all__ = [
     "get_vae_constants",
     "guided_prediction",
     "inference_timesteps",
+    "karras_sigmas",
     "latent_frames",
     "latent_shape",
     "make_betas",
-    "modulate",
+    "mean_std",
     "normalize_latents",
-    "patch_token_count",
-    "patchify",
+    "pixel_multiple",
     "predict_epsilon",
     "predict_x0",
     "predict_x0_from_eps",
@@ -110,8 +110,7 @@ __all__ = [
     "scale_model_input",
     "shift_sigmas",
     "snr",
+    "solver_orders",
     "step_cost",
-    "timestep_features",
-    "unpatchify",
     "v_target",
 ]

@@ -6,33 +6,28 @@ r"""The forward (noising) process and the training targets built from it.
 :math:`\bar\alpha_t` is per-sample: a number, a 0-d tensor or a ``(B,)`` tensor
 that broadcasts over the other axes of :math:`x_0`. The coefficients
 :math:`\sqrt{\bar\alpha_t}` and :math:`\sqrt{1-\bar\alpha_t}` are computed in
-double precision and applied by PyTorch in float32 or better whatever the dtype
-of :math:`x_0` (a ``bfloat16`` latent never sees a ``bfloat16`` coefficient);
-every result has the dtype of its first tensor argument. Each formula is two
-passes over memory (``torch.mul``, then an in-place ``add_``), see
-``infralens.diffusion._mix``.
+double precision, the mix in float32 or better whatever the dtype of :math:`x_0`,
+and the result is rounded once to the dtype of the first tensor argument (a
+``bfloat16`` latent never meets a ``bfloat16`` coefficient). Each formula is one
+line under its docstring formula, two kernels on float32 tensors (a multiply,
+then ``torch.addcmul``).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from ._args import Scalar, per_sample_floats, same_shape
-from ._mix import Coef, axpby
+from infralens.core.args import Scalar, compute_dtype, per_sample, same_shape
 
 
-def _coefficients(alpha_bar_t: Scalar, like: torch.Tensor) -> tuple[Coef, Coef]:
-    """:math:`(\\sqrt{\\bar\\alpha_t}, \\sqrt{1-\\bar\\alpha_t})` in double precision, per sample."""
-    ab = per_sample_floats("alpha_bar_t", alpha_bar_t, like, low=0.0, high=1.0, example=0.5)
-    if isinstance(ab, list):
-        return [math.sqrt(v) for v in ab], [math.sqrt(1 - v) for v in ab]
-    return math.sqrt(ab), math.sqrt(1 - ab)
-
-
-def _scaled(c: Coef, k: float) -> Coef:
-    return [k * v for v in c] if isinstance(c, list) else k * c
+def _coefficients(alpha_bar_t: Scalar, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
+    """:math:`(\\sqrt{\\bar\\alpha_t}, \\sqrt{1-\\bar\\alpha_t})`, from double precision, as tensors that broadcast
+    over ``like`` (``()`` or ``(B, 1, ..., 1)``), and the dtype the mix is computed in."""
+    shape = (like.shape[0],) + (1,) * (like.ndim - 1) if like.ndim else ()
+    stand_in = torch.empty(shape, dtype=torch.float64, device=like.device)  # validation and exact sqrt
+    ab = per_sample("alpha_bar_t", alpha_bar_t, stand_in, low=0.0, high=1.0, example=0.5)
+    dtype = compute_dtype(like.dtype)
+    return ab.sqrt().to(dtype), (1 - ab).sqrt().to(dtype), dtype
 
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, alpha_bar_t: Scalar) -> torch.Tensor:
@@ -56,8 +51,8 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, alpha_bar_t: Scalar) -> tor
     True
     """
     same_shape("x0", x0, "noise", noise)
-    signal, sigma = _coefficients(alpha_bar_t, x0)
-    return axpby(signal, x0, sigma, noise)  # two passes: x0 * signal, then += sigma * noise
+    a, b, dtype = _coefficients(alpha_bar_t, x0)
+    return torch.addcmul(a * x0.to(dtype), noise.to(dtype), b).to(x0.dtype)  # sqrt(ab) x0 + sqrt(1 - ab) eps
 
 
 def v_target(x0: torch.Tensor, noise: torch.Tensor, alpha_bar_t: Scalar) -> torch.Tensor:
@@ -76,8 +71,8 @@ def v_target(x0: torch.Tensor, noise: torch.Tensor, alpha_bar_t: Scalar) -> torc
     (True, True)
     """
     same_shape("x0", x0, "noise", noise)
-    signal, sigma = _coefficients(alpha_bar_t, x0)
-    return axpby(signal, noise, _scaled(sigma, -1.0), x0).to(x0.dtype)
+    a, b, dtype = _coefficients(alpha_bar_t, x0)
+    return torch.addcmul(a * noise.to(dtype), x0.to(dtype), -b).to(x0.dtype)  # sqrt(ab) eps - sqrt(1 - ab) x0
 
 
 def predict_x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: Scalar) -> torch.Tensor:
@@ -100,18 +95,13 @@ def predict_x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: Scala
     True
     """
     same_shape("x_t", x_t, "eps", eps)
-    signal, sigma = _coefficients(alpha_bar_t, x_t)
-    signals, sigmas = (signal, sigma) if isinstance(signal, list) else ([signal], [sigma])
-    if 0.0 in signals:
+    a, b, dtype = _coefficients(alpha_bar_t, x_t)
+    if (a == 0).any():
         raise ValueError(
             "alpha_bar_t must be > 0 to recover x0 from eps (it divides by sqrt(alpha_bar_t)), "
             "e.g. alpha_bar_t=0.5; at alpha_bar_t = 0 use predict_x0_from_v"
         )
-    inv = [1 / a for a in signals]  # (x_t - sigma * eps) / signal = x_t / signal - (sigma / signal) * eps
-    neg = [-s / a for s, a in zip(sigmas, signals, strict=True)]
-    if not isinstance(signal, list):
-        return axpby(inv[0], x_t, neg[0], eps)
-    return axpby(inv, x_t, neg, eps)
+    return ((x_t.to(dtype) - b * eps.to(dtype)) / a).to(x_t.dtype)  # (x_t - sqrt(1 - ab) eps) / sqrt(ab)
 
 
 def predict_x0_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar_t: Scalar) -> torch.Tensor:
@@ -132,5 +122,5 @@ def predict_x0_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar_t: Scalar) -
     True
     """
     same_shape("x_t", x_t, "v", v)
-    signal, sigma = _coefficients(alpha_bar_t, x_t)
-    return axpby(signal, x_t, _scaled(sigma, -1.0), v)
+    a, b, dtype = _coefficients(alpha_bar_t, x_t)
+    return torch.addcmul(a * x_t.to(dtype), v.to(dtype), -b).to(x_t.dtype)  # sqrt(ab) x_t - sqrt(1 - ab) v

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ._args import same_shape
+from infralens.core.args import same_shape
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``denoiser(latents, timesteps, text) -> prediction``, as in :class:`TinyDenoiser`."""
@@ -71,7 +71,7 @@ def guided_prediction(
     :param mode: ``"batch"`` or ``"two_pass"``.
     :returns: the guided prediction, shape of ``latents``.
 
-    >>> from infralens.diffusion import TinyDenoiser
+    >>> from infralens.nets import TinyDenoiser
     >>> model = TinyDenoiser()
     >>> x, t = torch.randn(2, 4, 8, 8), torch.tensor([900, 100])
     >>> cond, uncond = torch.randn(2, 6, 16), torch.randn(2, 6, 16)
@@ -110,7 +110,7 @@ class StepCost:
 def step_cost(fn: Callable[[], torch.Tensor], module: torch.nn.Module) -> StepCost:
     """Run ``fn`` (one step) and count ``module``'s calls, their largest batch, FLOPs and largest activation.
 
-    >>> from infralens.diffusion import TinyDenoiser
+    >>> from infralens.nets import TinyDenoiser
     >>> model = TinyDenoiser()
     >>> x, t, text = torch.randn(1, 4, 8, 8), torch.tensor([500]), torch.randn(1, 6, 16)
     >>> plain = step_cost(lambda: model(x, t, text), model)

@@ -13,120 +13,66 @@ affine map
 * **per-channel statistics** (Wan 2.1 and 2.2): ``latents_mean`` and
   ``latents_std`` hold one :math:`\mu_c` and one :math:`\sigma_c` per latent channel.
 
-The values are per model, taken from the released VAEs as shipped in diffusers
-0.42.1 and DiffSynth-Studio 2.1.12 (sources in :data:`LATENT_SCALING`).
+The values are per model, held by the family records of :mod:`infralens.families`
+(sources in :data:`LATENT_SCALING`). Every pipeline applies the same affine pair
+after ``vae.encode`` and before ``vae.decode``, written with a scale :math:`k`
+and a shift :math:`m` per channel, :math:`\tilde z = (z - m)\,k` and
+:math:`z = \tilde z / k + m`; :data:`VAE_CONSTANTS` names the file and line of
+diffusers 0.42.1 that holds each value (or the released config, the only place
+SD3's live) and the lines where the pipelines apply them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 
-from ._args import compute_dtype
+from infralens.core.args import compute_dtype
+from infralens.families import LATENT_FAMILIES, LatentScaling
 
-
-@dataclass(frozen=True)
-class LatentScaling:
-    """The normalisation constants of one family's VAE, in diffusers' config names."""
-
-    scaling_factor: float | None = None
-    """One factor for all channels (``vae.config.scaling_factor``), or ``None``."""
-    shift_factor: float | None = None
-    """Subtracted before scaling (``vae.config.shift_factor``; FLUX.1), or ``None``."""
-    latents_mean: tuple[float, ...] | None = None
-    r""":math:`\mu_c`, one per channel (``vae.config.latents_mean``; Wan), or ``None``."""
-    latents_std: tuple[float, ...] | None = None
-    r""":math:`\sigma_c`, one per channel (``vae.config.latents_std``; Wan), or ``None``."""
-
-    def __post_init__(self):
-        scalar, per_channel = self.scaling_factor is not None, self.latents_mean is not None
-        if scalar == per_channel:
-            raise ValueError(
-                "give either scaling_factor (e.g. scaling_factor=0.18215) or latents_mean and latents_std "
-                f"(one value per channel), not {'both' if scalar else 'neither'}"
-            )
-        if scalar and not self.scaling_factor > 0:
-            raise ValueError(f"scaling_factor must be > 0, e.g. scaling_factor=0.18215; got {self.scaling_factor}")
-        if per_channel and (self.latents_std is None or len(self.latents_std) != len(self.latents_mean)):
-            n = len(self.latents_mean)
-            raise ValueError(
-                f"latents_std must have one value per channel like latents_mean ({n}); got {self.latents_std}"
-            )
-        if per_channel and not all(s > 0 for s in self.latents_std):
-            raise ValueError(f"latents_std must be > 0 in every channel, e.g. (1.0, 2.0); got {self.latents_std}")
-
-    @property
-    def per_channel(self) -> bool:
-        """``True`` for per-channel statistics, ``False`` for one scaling factor."""
-        return self.latents_mean is not None
-
-    def mean_std(self, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-        r""":math:`(\mu_c, \sigma_c)` as float64 tensors of shape ``(C,)``, whichever convention the family uses.
-
-        :param channels: :math:`C`, the latent's channel count; per-channel
-            statistics must have exactly this many values.
-        :returns: mean and standard deviation per channel.
-
-        >>> mu, sigma = LATENT_SCALING["sd"].mean_std(4)
-        >>> mu.tolist(), sigma.tolist() == [1 / 0.18215] * 4
-        ([0.0, 0.0, 0.0, 0.0], True)
-        """
-        if self.per_channel:
-            if len(self.latents_mean) != channels:
-                raise ValueError(
-                    f"latents have {channels} channels but these statistics have {len(self.latents_mean)}: "
-                    f"use the family whose VAE made the latent (e.g. 'wan2.1' for 16 channels)"
-                )
-            mean = torch.tensor(self.latents_mean, dtype=torch.float64)  # (C,)
-            std = torch.tensor(self.latents_std, dtype=torch.float64)  # (C,)
-            return mean, std
-        shift = 0.0 if self.shift_factor is None else self.shift_factor
-        mean = torch.full((channels,), shift, dtype=torch.float64)  # (C,)
-        std = torch.full((channels,), 1.0 / self.scaling_factor, dtype=torch.float64)  # (C,)
-        return mean, std
-
-
-_WAN21_MEAN = (
-    -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
-    0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
-)  # fmt: skip
-_WAN21_STD = (
-    2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
-    3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
-)  # fmt: skip
-_WAN22_MEAN = (
-    -0.2289, -0.0052, -0.1323, -0.2339, -0.2799, 0.0174, 0.1838, 0.1557,
-    -0.1382, 0.0542, 0.2813, 0.0891, 0.1570, -0.0098, 0.0375, -0.1825,
-    -0.2246, -0.1207, -0.0698, 0.5109, 0.2665, -0.2108, -0.2158, 0.2502,
-    -0.2055, -0.0322, 0.1109, 0.1567, -0.0729, 0.0899, -0.2799, -0.1230,
-    -0.0313, -0.1649, 0.0117, 0.0723, -0.2839, -0.2083, -0.0520, 0.3748,
-    0.0152, 0.1957, 0.1433, -0.2944, 0.3573, -0.0548, -0.1681, -0.0667,
-)  # fmt: skip
-_WAN22_STD = (
-    0.4765, 1.0364, 0.4514, 1.1677, 0.5313, 0.4990, 0.4818, 0.5013,
-    0.8158, 1.0344, 0.5894, 1.0901, 0.6885, 0.6165, 0.8454, 0.4978,
-    0.5759, 0.3523, 0.7135, 0.6804, 0.5833, 1.4146, 0.8986, 0.5659,
-    0.7069, 0.5338, 0.4889, 0.4917, 0.4069, 0.4999, 0.6866, 0.4093,
-    0.5709, 0.6065, 0.6415, 0.4944, 0.5726, 1.2042, 0.5458, 1.6887,
-    0.3971, 1.0600, 0.3943, 0.5537, 0.5444, 0.4089, 0.7468, 0.7744,
-)  # fmt: skip
-
-LATENT_SCALING: dict[str, LatentScaling] = {
-    "sd": LatentScaling(scaling_factor=0.18215),
-    "sdxl": LatentScaling(scaling_factor=0.13025),
-    "flux": LatentScaling(scaling_factor=0.3611, shift_factor=0.1159),
-    "wan2.1": LatentScaling(latents_mean=_WAN21_MEAN, latents_std=_WAN21_STD),
-    "wan2.2": LatentScaling(latents_mean=_WAN22_MEAN, latents_std=_WAN22_STD),
-}
-"""Normalisation constants by family (the names of :data:`LATENT_FAMILIES`).
+LATENT_SCALING: Mapping[str, LatentScaling] = MappingProxyType(
+    {name: fam.scaling for name, fam in LATENT_FAMILIES.items() if fam.scaling is not None}
+)
+"""Normalisation constants by family: a read-only view of the family records (:mod:`infralens.families`).
 
 Sources, checked by ``tox -e upstream``: ``sd``, diffusers 0.42.1
 ``AutoencoderKL`` default ``scaling_factor``; ``sdxl``, DiffSynth-Studio 2.1.12
-``configs/model_configs.py`` (the SDXL VAE entry); ``flux``, DiffSynth-Studio
-``models/flux_vae.py``; ``wan2.1``, diffusers ``AutoencoderKLWan`` defaults and
-DiffSynth-Studio ``WanVideoVAE``; ``wan2.2``, DiffSynth-Studio ``WanVideoVAE38``.
+``configs/model_configs.py`` (the SDXL VAE entry); ``sd3``, the released VAE
+config only; ``flux``, DiffSynth-Studio ``models/flux_vae.py``; ``wan2.1``,
+diffusers ``AutoencoderKLWan`` defaults and DiffSynth-Studio ``WanVideoVAE``;
+``wan2.2``, DiffSynth-Studio ``WanVideoVAE38``.
 """
+
+
+def mean_std(scaling: LatentScaling, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    r""":math:`(\mu_c, \sigma_c)` as float64 tensors of shape ``(C,)``, whichever convention the family uses.
+
+    :param scaling: a family's :class:`~infralens.families.LatentScaling`.
+    :param channels: :math:`C`, the latent's channel count; per-channel
+        statistics must have exactly this many values.
+    :returns: mean and standard deviation per channel.
+
+    >>> mu, sigma = mean_std(LATENT_SCALING["sd"], 4)
+    >>> mu.tolist(), sigma.tolist() == [1 / 0.18215] * 4
+    ([0.0, 0.0, 0.0, 0.0], True)
+    """
+    if scaling.per_channel:
+        if len(scaling.latents_mean) != channels:
+            raise ValueError(
+                f"latents have {channels} channels but these statistics have {len(scaling.latents_mean)}: "
+                f"use the family whose VAE made the latent (e.g. 'wan2.1' for 16 channels)"
+            )
+        mean = torch.tensor(scaling.latents_mean, dtype=torch.float64)  # (C,)
+        std = torch.tensor(scaling.latents_std, dtype=torch.float64)  # (C,)
+        return mean, std
+    shift = 0.0 if scaling.shift_factor is None else scaling.shift_factor
+    mean = torch.full((channels,), shift, dtype=torch.float64)  # (C,)
+    std = torch.full((channels,), 1.0 / scaling.scaling_factor, dtype=torch.float64)  # (C,)
+    return mean, std
 
 
 def _resolve(family: str | LatentScaling) -> LatentScaling:
@@ -143,7 +89,7 @@ def _stats(latents: torch.Tensor, family: str | LatentScaling) -> tuple[torch.Te
         got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
         raise ValueError(f"latents must be (B, C, ...) with channels on axis 1, e.g. (1, 16, 21, 60, 104); got {got}")
     dtype = compute_dtype(latents.dtype)
-    mean, std = _resolve(family).mean_std(latents.shape[1])
+    mean, std = mean_std(_resolve(family), latents.shape[1])
     view = (1, -1) + (1,) * (latents.ndim - 2)  # (1, C, 1, ...): broadcast over batch, frames, height, width
     return mean.to(latents.device, dtype).reshape(view), std.to(latents.device, dtype).reshape(view)
 
@@ -152,7 +98,7 @@ def normalize_latents(latents: torch.Tensor, family: str | LatentScaling) -> tor
     r"""VAE latent to denoiser latent: :math:`\tilde z_c = (z_c - \mu_c) / \sigma_c` per channel.
 
     :param latents: :math:`z`, ``(B, C, H, W)`` or ``(B, C, F, H, W)``, as the VAE encoder returns it.
-    :param family: a key of :data:`LATENT_SCALING` or a :class:`LatentScaling`.
+    :param family: a key of :data:`LATENT_SCALING` or a :class:`~infralens.families.LatentScaling`.
     :returns: :math:`\tilde z`, same shape and dtype (computed in float32 or better).
 
     >>> z = torch.randn(1, 4, 8, 8)
@@ -167,7 +113,7 @@ def denormalize_latents(latents: torch.Tensor, family: str | LatentScaling) -> t
     r"""Denoiser latent back to VAE latent, before decoding: :math:`z_c = \sigma_c\,\tilde z_c + \mu_c`.
 
     :param latents: :math:`\tilde z`, ``(B, C, ...)``.
-    :param family: a key of :data:`LATENT_SCALING` or a :class:`LatentScaling`.
+    :param family: a key of :data:`LATENT_SCALING` or a :class:`~infralens.families.LatentScaling`.
     :returns: :math:`z`, same shape and dtype.
 
     >>> z = torch.randn(1, 16, 3, 4, 4)
@@ -177,3 +123,57 @@ def denormalize_latents(latents: torch.Tensor, family: str | LatentScaling) -> t
     """
     mean, std = _stats(latents, family)
     return (latents.to(mean.dtype) * std + mean).to(latents.dtype)  # (B, C, ...)
+
+
+# --- where the constants come from, and where pipelines apply them ---------------------------------------
+
+
+@dataclass(frozen=True)
+class VaeConstants:
+    """A family's latent scaling constants with their upstream provenance."""
+
+    family: str
+    """The family's key in :data:`~infralens.families.LATENT_FAMILIES`."""
+    scaling: LatentScaling
+    """The values (pass it to :func:`~infralens.diffusion.normalize_latents`)."""
+    diffusers_source: str | None
+    """``file:line`` in diffusers 0.42.1 that holds the values, or ``None`` when the wheel has none."""
+    in_wheel_as: str
+    """How the wheel holds them: ``"default"`` (a class default), ``"docstring"`` (an example only) or ``"absent"``."""
+    released_config: str
+    """The released VAE config (Hub repository and file) that a pipeline actually loads them from."""
+    encode_line: str
+    """Where a diffusers 0.42.1 pipeline applies :math:`(z - m)\\,k` after ``vae.encode``."""
+    decode_line: str
+    """Where a diffusers 0.42.1 pipeline applies :math:`\\tilde z / k + m` before ``vae.decode``."""
+
+
+VAE_CONSTANTS: Mapping[str, VaeConstants] = MappingProxyType(
+    {
+        name: VaeConstants(name, fam.scaling, **dataclasses.asdict(fam.scaling_source))
+        for name, fam in LATENT_FAMILIES.items()
+        if fam.scaling_source is not None
+    }
+)
+"""Scaling constants with their sources (diffusers 0.42.1): a read-only view of the family records.
+
+``sd`` and ``wan2.1`` are class defaults of ``AutoencoderKL`` and
+``AutoencoderKLWan``; ``sdxl`` and ``flux`` appear in the wheel only as examples
+in a docstring (the values a pipeline uses come from the released config);
+``sd3``'s ``scaling_factor`` and ``shift_factor`` are in no file of the wheel,
+only in the released config. ``tox -e upstream`` reads every ``file:line`` and
+runs the pipelines' encode and decode lines on the same tensors.
+"""
+
+
+def get_vae_constants(family: str) -> VaeConstants:
+    """Look a family's constants up by name; an unknown name raises ``ValueError`` listing the known ones.
+
+    >>> get_vae_constants("sd3").scaling.shift_factor
+    0.0609
+    """
+    try:
+        return VAE_CONSTANTS[family]
+    except (KeyError, TypeError):
+        known = ", ".join(map(repr, VAE_CONSTANTS))
+        raise ValueError(f"family must be one of {known}, e.g. family='sd'; got {family!r}") from None

@@ -11,88 +11,21 @@ and only :math:`F = 1 + t_f k` frames map exactly (CogVideoX's decoder works on
 pairs of latent frames, which makes its exact counts :math:`1 + 8k`). Image
 latents have four axes
 ``(B, C, H', W')``; video latents have five, ``(B, C, F', H', W')``, in the
-layout of the families' VAEs in diffusers.
+layout of the families' VAEs in diffusers. One latent value stands for
+:math:`r = 3\,F H W / (C\,F' H' W')` pixel values (:func:`compression_ratio`;
+:math:`3 s^2 / C` for an image): more latent channels (SD3 and FLUX.1 have 16
+where SD has 4) mean a smaller ratio, more room for detail, more values for the
+denoiser to update.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
+import math
 
 import torch
 
-from ._args import positive_int
-
-
-@dataclass(frozen=True)
-class LatentFamily:
-    """The shape contract of one model family's VAE."""
-
-    name: str
-    """The family's key in :data:`LATENT_FAMILIES`."""
-    channels: int
-    """:math:`C`, latent channels of the released VAE."""
-    spatial_factor: int
-    """:math:`s`: pixels per latent cell along height and along width."""
-    temporal_factor: int | None
-    """:math:`t_f`: frames per latent frame after the first; ``None`` for image families."""
-    vae_class: str
-    """The VAE class that implements it in diffusers."""
-    frame_step: int | None = None
-    """Valid frame counts are ``1 + frame_step * k``; ``None`` means :attr:`temporal_factor`."""
-
-    @property
-    def is_video(self) -> bool:
-        """Whether latents of this family have a frame axis."""
-        return self.temporal_factor is not None
-
-    @property
-    def frames_multiple(self) -> int | None:
-        """The step between valid frame counts ``1 + step * k`` (``None`` for image families)."""
-        return self.frame_step or self.temporal_factor
-
-
-def _families(*specs: LatentFamily) -> Mapping[str, LatentFamily]:
-    return MappingProxyType({f.name: f for f in specs})
-
-
-LATENT_FAMILIES: Mapping[str, LatentFamily] = _families(
-    LatentFamily("sd", channels=4, spatial_factor=8, temporal_factor=None, vae_class="AutoencoderKL"),
-    LatentFamily("sdxl", channels=4, spatial_factor=8, temporal_factor=None, vae_class="AutoencoderKL"),
-    LatentFamily("sd3", channels=16, spatial_factor=8, temporal_factor=None, vae_class="AutoencoderKL"),
-    LatentFamily("flux", channels=16, spatial_factor=8, temporal_factor=None, vae_class="AutoencoderKL"),
-    LatentFamily("wan2.1", channels=16, spatial_factor=8, temporal_factor=4, vae_class="AutoencoderKLWan"),
-    LatentFamily("wan2.2", channels=48, spatial_factor=16, temporal_factor=4, vae_class="AutoencoderKLWan"),
-    LatentFamily(
-        "hunyuanvideo", channels=16, spatial_factor=8, temporal_factor=4, vae_class="AutoencoderKLHunyuanVideo"
-    ),
-    # The decoder rebuilds latent frames two at a time: an even latent count L comes
-    # back as 4L frames, not 1 + 4(L - 1), so only odd L, i.e. F = 1 + 8k, round-trips.
-    LatentFamily(
-        "cogvideox",
-        channels=16,
-        spatial_factor=8,
-        temporal_factor=4,
-        vae_class="AutoencoderKLCogVideoX",
-        frame_step=8,
-    ),
-    LatentFamily("ltxvideo", channels=128, spatial_factor=32, temporal_factor=8, vae_class="AutoencoderKLLTXVideo"),
-)
-"""Every family's shape contract, by name (read-only)."""
-
-
-def get_family(family: str) -> LatentFamily:
-    """Look a family up by name; an unknown name raises ``ValueError`` listing the known ones.
-
-    >>> get_family("wan2.1").temporal_factor
-    4
-    """
-    try:
-        return LATENT_FAMILIES[family]
-    except (KeyError, TypeError):
-        known = ", ".join(map(repr, LATENT_FAMILIES))
-        raise ValueError(f"family must be one of {known}; got {family!r}") from None
+from infralens.core.args import positive_int
+from infralens.families import LATENT_FAMILIES, Family, get_family
 
 
 def _neighbours(value: int, step: int, offset: int) -> list[int]:
@@ -106,7 +39,7 @@ def _nearest(values: list[int]) -> str:
     return " or ".join(map(str, values))
 
 
-def _check_divisible(name: str, value: object, factor: int, fam: LatentFamily) -> int:
+def _check_divisible(name: str, value: object, factor: int, fam: Family) -> int:
     size = positive_int(name, value, example=factor * 64)
     if size % factor:
         raise ValueError(
@@ -121,7 +54,7 @@ def latent_frames(family: str, frames: int) -> int:
     r"""Latent frames :math:`F' = 1 + (F - 1) / t_f` of a video family; ``F`` must be :math:`1 + t_f k`
     (:math:`1 + 8k` for CogVideoX).
 
-    :param family: a video family of :data:`LATENT_FAMILIES`.
+    :param family: a video family of :data:`~infralens.families.LATENT_FAMILIES`.
     :param frames: :math:`F`, the number of pixel frames.
     :returns: :math:`F'`.
 
@@ -164,7 +97,7 @@ def latent_shape(
     Sizes the VAE cannot represent exactly raise ``ValueError`` naming the
     argument, the rule and the nearest valid values; nothing is rounded.
 
-    :param family: a key of :data:`LATENT_FAMILIES`.
+    :param family: a key of :data:`~infralens.families.LATENT_FAMILIES`.
     :param height: :math:`H` in pixels, a multiple of the spatial factor :math:`s`.
     :param width: :math:`W` in pixels, a multiple of :math:`s`.
     :param frames: :math:`F`, required for video families (:math:`1 + t_f k`), not allowed for image families.
@@ -192,6 +125,24 @@ def latent_shape(
     if F is None:
         return (B, fam.channels, h, w)  # (B, C, H', W')
     return (B, fam.channels, F, h, w)  # (B, C, F', H', W')
+
+
+def pixel_multiple(family: str) -> int:
+    r"""The step of valid pixel heights and widths for a family's DiT: :math:`s\,p`, VAE factor times patch.
+
+    A DiT token covers a patch of :math:`p \times p` latent cells and each cell
+    :math:`s \times s` pixels, so an exact token grid needs :math:`H` and
+    :math:`W` to be multiples of :math:`s p` (DiffSynth-Studio's
+    ``height_division_factor``, which rounds other sizes up).
+
+    :param family: a key of :data:`~infralens.families.LATENT_FAMILIES`.
+    :returns: :math:`s \cdot p_h` (the families' patches are square).
+
+    >>> pixel_multiple("wan2.1"), pixel_multiple("wan2.2")
+    (16, 32)
+    """
+    fam = get_family(family)
+    return fam.spatial_factor * fam.patch[1]
 
 
 def flux_pack(latents: torch.Tensor) -> torch.Tensor:
@@ -262,3 +213,22 @@ def flux_unpack(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
     x = tokens.view(B, h, w, D // 4, 2, 2)  # (B, H'/2, W'/2, C, 2, 2)
     x = x.permute(0, 3, 1, 4, 2, 5)  # (B, C, H'/2, 2, W'/2, 2)
     return x.reshape(B, D // 4, h * 2, w * 2)  # (B, C, H', W')
+
+
+def compression_ratio(family: str, *, height: int, width: int, frames: int | None = None) -> float:
+    r"""Pixel values per latent value, :math:`r = 3\,F H W / (C\,F' H' W')` (:math:`F = F' = 1` for images).
+
+    :param family: a key of :data:`~infralens.families.LATENT_FAMILIES`.
+    :param height: :math:`H` in pixels, a multiple of the family's spatial factor.
+    :param width: :math:`W` in pixels, likewise.
+    :param frames: :math:`F` for video families (``None`` for image families).
+    :returns: :math:`r`, exact (the shapes divide).
+
+    >>> compression_ratio("sd", height=512, width=512)          # 3 * 8**2 / 4
+    48.0
+    >>> compression_ratio("flux", height=1024, width=1024)      # 3 * 8**2 / 16
+    12.0
+    """
+    shape = latent_shape(family, height=height, width=width, frames=frames)  # (1, C, [F',] H', W')
+    pixels = 3 * height * width * (frames if get_family(family).is_video else 1)
+    return pixels / math.prod(shape[1:])

@@ -27,12 +27,15 @@ from typing import NamedTuple
 
 import torch
 
-from ._args import Scalar, compute_dtype, per_sample_floats, same_shape
-from ._mix import Coef, add_scaled, axpby
+from infralens.core.args import Scalar, compute_dtype, per_sample_floats, same_shape
+from infralens.core.mix import Coef, add_scaled, axpby
+
 from .forward import predict_x0_from_eps, predict_x0_from_v
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-"""What a denoiser's output can mean (diffusers' ``prediction_type`` values)."""
+r"""What a DDPM-family denoiser's output can mean: the ``prediction_type`` values of diffusers' ``DDPMScheduler``
+and ``DDIMScheduler``. UniPC and DPM-Solver also take ``"flow_prediction"`` (:math:`\epsilon - x_0`, on the flow
+path of :func:`~infralens.diffusion.flow_interpolate`, where :math:`\hat x_0 = x_\sigma - \sigma\,\hat u`)."""
 
 
 class StepOutput(NamedTuple):
@@ -83,6 +86,11 @@ def _levels(alpha_bar_t: Scalar, alpha_bar_prev: Scalar, like: torch.Tensor) -> 
 
 def _coef(values: list[float], scalar: bool) -> Coef:
     return values[0] if scalar else values
+
+
+def _host(values: list[float], scalar: bool) -> float | torch.Tensor:
+    """Validated per-sample values as a float or a float64 CPU tensor (reading them again needs no device sync)."""
+    return values[0] if scalar else torch.tensor(values, dtype=torch.float64)
 
 
 def _broadcastable(values: list[float], scalar: bool, like: torch.Tensor) -> torch.Tensor:
@@ -266,9 +274,10 @@ def ddpm_step(
     >>> torch.allclose(out.prev_sample, x0, atol=1e-6)
     True
     """
-    x0_hat = _clip(predict_x0(x_t, model_output, alpha_bar_t, prediction_type), clip_sample)
-    mean, _ = ddpm_posterior(x_t, x0_hat, alpha_bar_t, alpha_bar_prev)
-    abs_, prevs, scalar = _levels(alpha_bar_t, alpha_bar_prev, x_t)
+    abs_, prevs, scalar = _levels(alpha_bar_t, alpha_bar_prev, x_t)  # validated once, as Python floats
+    ab, prev = _host(abs_, scalar), _host(prevs, scalar)  # no tensor left to read back from the device below
+    x0_hat = _clip(predict_x0(x_t, model_output, ab, prediction_type), clip_sample)
+    mean, _ = ddpm_posterior(x_t, x0_hat, ab, prev)
     std = [math.sqrt((1 - p) / (1 - a) * (1 - a / p)) for a, p in zip(abs_, prevs, strict=True)]
     return StepOutput(_noise_term(mean, std, scalar, noise), x0_hat)
 
@@ -314,10 +323,11 @@ def ddim_step(
     """
     if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not 0 <= eta <= 1:
         raise ValueError(f"eta must be a number in [0, 1], e.g. eta=0.0 (DDIM) or eta=1.0 (DDPM); got {eta!r}")
-    x0_hat = predict_x0(x_t, model_output, alpha_bar_t, prediction_type)
-    eps_hat = predict_epsilon(x_t, model_output, alpha_bar_t, prediction_type)
+    abs_, prevs, scalar = _levels(alpha_bar_t, alpha_bar_prev, x_t)  # validated once, as Python floats
+    ab = _host(abs_, scalar)  # no tensor left to read back from the device below
+    x0_hat = predict_x0(x_t, model_output, ab, prediction_type)
+    eps_hat = predict_epsilon(x_t, model_output, ab, prediction_type)
     x0_hat = _clip(x0_hat, clip_sample)
-    abs_, prevs, scalar = _levels(alpha_bar_t, alpha_bar_prev, x_t)
     sigma = [eta * math.sqrt((1 - p) / (1 - a) * (1 - a / p)) for a, p in zip(abs_, prevs, strict=True)]
     c_x0 = [math.sqrt(p) for p in prevs]  # sqrt(ab_prev)
     c_eps = [math.sqrt(max(1 - p - s * s, 0.0)) for p, s in zip(prevs, sigma, strict=True)]  # rounding only

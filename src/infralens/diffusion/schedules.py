@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from ._args import positive_int
+from infralens.core.args import positive_int
 
 SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 """The schedule names :func:`make_betas` accepts (diffusers' ``beta_schedule`` values)."""

@@ -22,9 +22,8 @@ import numbers
 
 import torch
 
-from ._args import Scalar, per_sample_floats, positive_int
-from ._mix import Coef
-from .flow import shift_sigmas
+from infralens.core.args import Scalar, per_sample_floats, positive_int
+from infralens.core.mix import Coef
 
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 """The spacings :func:`inference_timesteps` accepts (diffusers' ``timestep_spacing`` values)."""
@@ -177,26 +176,38 @@ def scale_model_input(sample: torch.Tensor, sigma: Scalar) -> torch.Tensor:
     return sample * c
 
 
-def flow_match_sigmas(num_inference_steps: int, *, shift: float = 1.0, num_train_timesteps: int = 1000) -> torch.Tensor:
-    r"""The sigmas diffusers' ``FlowMatchEulerDiscreteScheduler`` visits, then 0, shape ``(N + 1,)``.
+def karras_sigmas(num_inference_steps: int, sigma_min: float, sigma_max: float, *, rho: float = 7.0) -> torch.Tensor:
+    r"""Karras et al.'s (EDM) noise levels: even steps in :math:`\sigma^{1/\rho}`, highest first, shape ``(N,)``.
 
-    The grid runs evenly from 1 to :math:`\sigma_{\min}` and is then shifted
-    (:func:`shift_sigmas`). In diffusers, :math:`\sigma_{\min}` is the smallest
-    training sigma :math:`1/T` *already shifted* when the scheduler is built, so
-    with ``shift > 1`` the last sigma is shifted twice. Timesteps are
-    :math:`T\sigma`: the first is :math:`T` itself, not :math:`T - 1`.
+    .. math:: \sigma_i = \Big(\sigma_{\max}^{1/\rho} + \tfrac{i}{N-1}\,
+       \big(\sigma_{\min}^{1/\rho} - \sigma_{\max}^{1/\rho}\big)\Big)^{\rho}, \qquad i = 0, \dots, N-1
 
-    :param num_inference_steps: :math:`N`.
-    :param shift: :math:`s > 0` (``shift`` in the scheduler config).
-    :param num_train_timesteps: :math:`T`.
-    :returns: :math:`\sigma`, shape ``(N + 1,)``, float32, from 1 down to 0.
+    With :math:`\rho = 7` (the paper's value, and the one diffusers hard-codes in
+    ``_convert_to_karras``) the steps are long at high noise and short near
+    :math:`\sigma_{\min}`. :math:`\rho = 1` is an even grid in :math:`\sigma`. diffusers'
+    ``use_karras_sigmas=True`` keeps only the two ends of the schedule it would have
+    used and fills the inside with this grid; ``EDMEulerScheduler`` uses it with
+    :math:`\sigma_{\min} = 0.002`, :math:`\sigma_{\max} = 80`. No final 0 is appended.
 
-    >>> flow_match_sigmas(4, num_train_timesteps=4)
-    tensor([1.0000, 0.7500, 0.5000, 0.2500, 0.0000])
+    :param num_inference_steps: :math:`N \ge 1` (one step gives :math:`\sigma_{\max}` alone).
+    :param sigma_min: :math:`\sigma_{\min} > 0`.
+    :param sigma_max: :math:`\sigma_{\max} > \sigma_{\min}`.
+    :param rho: :math:`\rho > 0`.
+    :returns: :math:`\sigma`, float64, from :math:`\sigma_{\max}` down to :math:`\sigma_{\min}`.
+
+    >>> karras_sigmas(3, 1.0, 16.0, rho=1.0)
+    tensor([16.0000,  8.5000,  1.0000], dtype=torch.float64)
+    >>> s = karras_sigmas(10, 0.002, 80.0)
+    >>> round(s[0].item(), 6), round(s[-1].item(), 6)
+    (80.0, 0.002)
     """
-    N = positive_int("num_inference_steps", num_inference_steps, example=50)
-    T = positive_int("num_train_timesteps", num_train_timesteps, example=1000)
-    sigma_min = shift_sigmas(torch.tensor(1 / T, dtype=torch.float64), shift).item()  # shifted once
-    grid = torch.linspace(1.0, sigma_min, N, dtype=torch.float64)  # (N,)
-    sigmas = shift_sigmas(grid, shift)  # (N,) shifted (again, for the last one)
-    return torch.cat([sigmas, sigmas.new_zeros(1)]).float()  # (N + 1,)
+    N = positive_int("num_inference_steps", num_inference_steps, example=25)
+    for name, value, example in (("sigma_min", sigma_min, 0.002), ("sigma_max", sigma_max, 80.0), ("rho", rho, 7.0)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 or math.isinf(value):
+            raise ValueError(f"{name} must be a finite number > 0, e.g. {name}={example}; got {value!r}")
+    if not sigma_max > sigma_min:
+        raise ValueError(f"sigma_max must be > sigma_min={sigma_min}, e.g. sigma_max=80.0; got {sigma_max}")
+    ramp = torch.linspace(0, 1, N, dtype=torch.float64) if N > 1 else torch.zeros(1, dtype=torch.float64)  # (N,)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    # sigma_i = (hi + i / (N - 1) * (lo - hi)) ** rho
+    return (hi + ramp * (lo - hi)) ** rho

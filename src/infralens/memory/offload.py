@@ -2,7 +2,7 @@ r"""Offload as a residency schedule: which weights are on the accelerator at eac
 
 A pipeline calls its components in a fixed order, for example the text encoder
 once, the denoiser once or twice per step, the VAE once. :func:`plan_offload`
-replays that schedule under one of three policies and reports, stage by stage,
+replays that schedule under one of four policies and reports, stage by stage,
 the weight bytes resident on the device, the peak (weights plus the stage's
 activations) and the bytes copied host-to-device:
 
@@ -13,13 +13,20 @@ activations) and the bytes copied host-to-device:
     one whole component at a time: when the schedule switches component, the
     previous one leaves and the next one is copied in
     (diffusers' ``enable_model_cpu_offload``, DiffSynth-Studio's
-    ``load_models_to_device``). Peak: the largest component.
+    ``load_models_to_device`` without a per-layer limit). Peak: the largest component.
 ``"layer"``
-    layer by layer. Without a budget nothing stays on the device: every layer is
-    copied in for its forward and dropped after it (diffusers'
+    a planner, layer by layer. Without a budget nothing stays on the device:
+    every layer is copied in for its forward and dropped after it (diffusers'
     ``enable_sequential_cpu_offload``). With a budget, layers stay resident in
-    execution order while they fit, keeping room for one streamed layer, and the
-    rest are streamed at every call (DiffSynth-Studio's ``vram_limit``).
+    execution order while they fit beside room for the largest streamed layer,
+    so the peak never exceeds the budget; the rest are streamed at every call.
+``"diffsynth"``
+    DiffSynth-Studio's ``vram_limit`` rule (:func:`diffsynth_residency`), which
+    is not the planner's: at each forward a wrapped layer that is not resident
+    becomes resident if the device's *used* memory is below the limit, with no
+    room kept for anything else; ``budget=None`` (its ``vram_limit=None``, the
+    default) makes every layer resident, and a budget of 0 keeps none. A
+    switch to another component drops the residency, which is decided again.
 
 The bytes moved per stage are the price: for a component called every step it
 is paid every step,
@@ -30,7 +37,8 @@ is paid every step,
 
 Only host-to-device copies are counted: dropping a layer costs nothing if the
 host keeps a copy (accelerate's sequential offload), and a device-to-host copy of
-the same size if the implementation moves the module back (``module.to("cpu")``).
+the same size if the implementation moves the module back (``module.to("cpu")``,
+which DiffSynth-Studio's ``offload`` does at every stage switch).
 """
 
 from __future__ import annotations
@@ -40,7 +48,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 STRATEGIES = ("resident", "model", "layer")
-"""The residency policies :func:`plan_offload` knows."""
+"""The planner's residency policies (what a pipeline config's ``runtime.offload`` may name)."""
+
+_ALL = (*STRATEGIES, "diffsynth")  # plan_offload also replays DiffSynth-Studio's vram_limit rule
 
 
 def _nonneg_int(name: str, value: object, example: int) -> int:
@@ -55,7 +65,7 @@ class Component:
 
     ``layer_bytes`` may be one number (the component moves as one piece).
 
-    >>> Component("transformer", (10, 30, 30)).total_bytes
+    >>> Component("dit", (10, 30, 30)).total_bytes
     70
     """
 
@@ -64,7 +74,7 @@ class Component:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"name must be a non-empty string, e.g. name='transformer'; got {self.name!r}")
+            raise ValueError(f"name must be a non-empty string, e.g. name='dit'; got {self.name!r}")
         raw = self.layer_bytes
         layers = tuple(raw) if isinstance(raw, tuple | list) else (raw,)
         if not layers:
@@ -102,7 +112,7 @@ class OffloadPlan:
 
     strategy: str
     budget: int | None
-    """Device bytes available, or ``None`` for no limit."""
+    """Device bytes available, or ``None`` for no limit (for ``"diffsynth"``: ``vram_limit`` in bytes)."""
     stages: tuple[StageResidency, ...]
 
     @property
@@ -145,11 +155,13 @@ def plan_offload(
     r"""Replay ``schedule`` under a residency ``strategy``: per stage, bytes resident, peak, and bytes moved.
 
     :param components: the pipeline's components (unique names), each with its layers' bytes.
-    :param schedule: component names in call order, e.g. ``["text_encoder"] + ["transformer"] * 50 + ["vae"]``.
-    :param strategy: ``"resident"``, ``"model"`` or ``"layer"`` (see the module docstring).
+    :param schedule: component names in call order, e.g. ``["text_encoder"] + ["dit"] * 50 + ["vae"]``.
+    :param strategy: ``"resident"``, ``"model"``, ``"layer"`` or ``"diffsynth"`` (see the module docstring).
     :param budget: device bytes; for ``"layer"`` it decides which layers stay resident (``None``: none stay),
-        for the other strategies it only sets :attr:`OffloadPlan.fits`.
-    :param activation_bytes: bytes of activations while each component runs (default 0).
+        for ``"diffsynth"`` it is ``vram_limit`` in bytes (``None``: all stay), for the other strategies it only
+        sets :attr:`OffloadPlan.fits`.
+    :param activation_bytes: bytes of activations while each component runs (default 0); ``"diffsynth"`` counts
+        them as memory in use when it decides.
     :returns: an :class:`OffloadPlan`.
 
     A component of three layers called twice, then a second component:
@@ -162,6 +174,9 @@ def plan_offload(
     model None 70 [70, 0, 20]
     layer None 30 [70, 70, 20]
     layer 50 40 [70, 60, 20]
+    >>> plan = plan_offload(parts, ["dit", "dit", "vae"], strategy="diffsynth", budget=50)
+    >>> plan.peak_bytes, [s.moved_bytes for s in plan.stages]     # 0, 10, 40 in use before each: all kept
+    (70, [70, 0, 20])
     """
     comps = list(components)
     if not comps or not all(isinstance(c, Component) for c in comps):
@@ -175,8 +190,8 @@ def plan_offload(
     for name in calls:
         if name not in by_name:
             raise ValueError(f"schedule names a component that is not given: {name!r}; known: {sorted(by_name)}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, e.g. strategy='model'; got {strategy!r}")
+    if strategy not in _ALL:
+        raise ValueError(f"strategy must be one of {', '.join(_ALL)}, e.g. strategy='model'; got {strategy!r}")
     if budget is not None:
         budget = _nonneg_int("budget", budget, 24 * 2**30)
     act = {name: 0 for name in by_name}
@@ -199,7 +214,7 @@ def plan_offload(
             moved = 0 if name == on_device else weights  # switching component: copy the next one in whole
             on_device = name
             stages.append(StageResidency(name, weights, weights + act[name], moved))
-    else:  # "layer"
+    elif strategy == "layer":
         on_device = None
         for name in calls:
             persistent, streamed = _split_layers(by_name[name], budget, act[name])
@@ -207,7 +222,78 @@ def plan_offload(
             moved = sum(streamed) + (0 if name == on_device else sum(persistent))
             on_device = name
             stages.append(StageResidency(name, weights, weights + act[name], moved))
+    else:  # "diffsynth": the rule at each forward, residency dropped at a switch (load_models_to_device)
+        on_device, resident = None, ()
+        for name in calls:
+            layers = by_name[name].layer_bytes
+            before = resident if name == on_device else (False,) * len(layers)
+            limit = None if budget is None else budget / GiB
+            resident = diffsynth_residency(layers, vram_limit=limit, used_bytes=act[name], resident=before)
+            kept = [b for b, r in zip(layers, resident, strict=True) if r]
+            streamed = [b for b, r in zip(layers, resident, strict=True) if not r]
+            weights = sum(kept) + max(streamed, default=0)  # a streamed layer's temporary copy, one at a time
+            became = sum(b for b, r, was in zip(layers, resident, before, strict=True) if r and not was)
+            on_device = name
+            stages.append(StageResidency(name, weights, weights + act[name], sum(streamed) + became))
     return OffloadPlan(strategy, budget, tuple(stages))
+
+
+GiB = 2**30
+"""Bytes per GiB: DiffSynth-Studio states ``vram_limit`` and its used memory in GiB (``1024**3`` bytes)."""
+
+
+def diffsynth_residency(
+    layer_bytes: Sequence[int],
+    *,
+    vram_limit: float | None,
+    used_bytes: int = 0,
+    resident: Sequence[bool] | None = None,
+) -> tuple[bool, ...]:
+    r"""Which layers DiffSynth-Studio's VRAM wrappers hold on the device after one forward of a component.
+
+    Each wrapped layer (``AutoWrappedLinear``, ``AutoWrappedModule`` in
+    ``diffsynth/core/vram/layers.py``) checks at *every* forward, in execution
+    order, if it is not resident yet:
+
+    .. math:: \ell \text{ becomes resident} \iff \text{vram\_limit is None} \;\lor\;
+       \frac{\text{used}}{2^{30}} < \text{vram\_limit}
+
+    where "used" is the whole device's memory in use at that moment
+    (``total - free`` from ``mem_get_info``): here ``used_bytes`` (activations,
+    other components, other processes, the allocator's cache) plus every layer
+    already resident. Nothing is reserved for the layer itself, so the resident
+    set can end above the limit. A layer that is not resident runs on a
+    temporary copy and asks again at its next forward.
+
+    :param layer_bytes: bytes of the wrapped layers, in execution order.
+    :param vram_limit: the limit in GiB, or ``None`` (DiffSynth's default: every layer becomes resident).
+    :param used_bytes: device bytes in use by everything other than these layers.
+    :param resident: residency before this forward (``None``: none, as after ``load_models_to_device``).
+    :returns: one bool per layer, True if resident after the forward.
+
+    >>> GiB = 2**30
+    >>> sizes = [1 * GiB, 3 * GiB, 3 * GiB, GiB // 2]
+    >>> diffsynth_residency(sizes, vram_limit=5)          # 0, 1, 4 GiB used before each: 7 GiB kept
+    (True, True, True, False)
+    >>> diffsynth_residency(sizes, vram_limit=None), diffsynth_residency(sizes, vram_limit=0)
+    ((True, True, True, True), (False, False, False, False))
+    """
+    layers = list(layer_bytes)
+    for b in layers:
+        _nonneg_int("layer_bytes", b, 2**30)
+    if vram_limit is not None and (
+        isinstance(vram_limit, bool) or not isinstance(vram_limit, numbers.Real) or vram_limit < 0
+    ):
+        raise ValueError(f"vram_limit must be a number of GiB >= 0 or None, e.g. vram_limit=20; got {vram_limit!r}")
+    used = _nonneg_int("used_bytes", used_bytes, 2**30)
+    state = [False] * len(layers) if resident is None else [bool(r) for r in resident]
+    if len(state) != len(layers):
+        raise ValueError(f"resident must give one flag per layer ({len(layers)}); got {len(state)}")
+    for i in range(len(layers)):
+        in_use = used + sum(c for c, r in zip(layers, state, strict=True) if r)  # the device, right now
+        if not state[i] and (vram_limit is None or in_use / GiB < vram_limit):
+            state[i] = True
+    return tuple(state)
 
 
 def _split_layers(component: Component, budget: int | None, activations: int) -> tuple[list[int], list[int]]:
@@ -225,7 +311,7 @@ def _split_layers(component: Component, budget: int | None, activations: int) ->
         )
     persistent: list[int] = []
     streamed: list[int] = []
-    for b in layers:  # in execution order, like DiffSynth-Studio's check at each layer's first forward
+    for b in layers:  # in execution order, keeping room for the largest streamed layer (unlike DiffSynth)
         if sum(persistent) + b + reserve + activations <= budget:
             persistent.append(b)
         else:

@@ -1,4 +1,4 @@
-r"""Parameter counts of the Wan 2.1 text-to-video pipeline's components, from their configurations.
+r"""Parameter counts of the Wan 2.1 text-to-video and Wan 2.2 A14B pipelines' components, from their configurations.
 
 Offload moves weights, so its sizes are parameter counts times bytes per
 parameter. The transformer and the text encoder are stacks of identical blocks;
@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import math
 
-from infralens.calculators import dtype_bytes
-from infralens.diffusion._args import positive_int
+from infralens.core import attention_params, dtype_bytes, linear_params, norm_params
+from infralens.core.args import positive_int
+from infralens.families import MODELS
 
 from .offload import Component
 
-WAN21_VAE_PARAMS = 126_892_531
+_WAN = MODELS["wan2.1-t2v-14b"].config
+_UMT5 = MODELS["umt5-xxl"].config
+
+WAN21_VAE_PARAMS: int = MODELS["wan2.1-vae"]["params"]
 """Parameters of the Wan 2.1 VAE (encoder and decoder): ``AutoencoderKLWan()`` in diffusers, counted on the meta device.
 
 The VAE is a tree of 3-D convolutions, residual blocks and one attention block;
@@ -36,14 +40,14 @@ no short closed formula, so the count is taken from the class and re-checked by
 
 def wan_dit_layer_params(
     *,
-    dim: int = 5120,
-    ffn_dim: int = 13824,
-    num_layers: int = 40,
-    in_channels: int = 16,
-    out_channels: int = 16,
-    text_dim: int = 4096,
-    freq_dim: int = 256,
-    patch_size: tuple[int, int, int] = (1, 2, 2),
+    dim: int = _WAN["dim"],
+    ffn_dim: int = _WAN["ffn_dim"],
+    num_layers: int = _WAN["num_layers"],
+    in_channels: int = _WAN["in_dim"],
+    out_channels: int = _WAN["out_dim"],
+    text_dim: int = _WAN["text_dim"],
+    freq_dim: int = _WAN["freq_dim"],
+    patch_size: tuple[int, int, int] = _WAN["patch_size"],
 ) -> tuple[int, ...]:
     r"""Parameters of a Wan text-to-video transformer, per offload unit in execution order.
 
@@ -67,8 +71,8 @@ def wan_dit_layer_params(
     >>> len(units), units[1], sum(units)
     (42, 351394304, 14288491584)
     """
-    d = positive_int("dim", dim, example=5120)
-    f = positive_int("ffn_dim", ffn_dim, example=13824)
+    d = positive_int("dim", dim, example=_WAN["dim"])
+    f = positive_int("ffn_dim", ffn_dim, example=_WAN["ffn_dim"])
     n = positive_int("num_layers", num_layers, example=40)
     c_in = positive_int("in_channels", in_channels, example=16)
     c_out = positive_int("out_channels", out_channels, example=16)
@@ -79,25 +83,26 @@ def wan_dit_layer_params(
     p = 1
     for k in patch_size:
         p *= positive_int("patch_size entries", k, example=2)
-    patch_embed = c_in * p * d + d  # Conv3d with kernel = stride = patch
-    time_embed = (fr * d + d) + (d * d + d)  # two linears, freq -> d -> d
-    time_proj = d * 6 * d + 6 * d  # d -> 6d modulation for the blocks
-    text_embed = (t * d + d) + (d * d + d)  # two linears, text_dim -> d -> d
-    attention = 4 * (d * d + d) + 2 * d  # q, k, v, out with bias; RMSNorm of q and k over d
-    block = 2 * attention + 2 * d + (2 * d * f + f + d) + 6 * d  # self, cross, norm2, FFN, modulation table
-    head = 2 * d + d * c_out * p + c_out * p  # modulation table and the linear back to patches
+    patch_embed = linear_params(c_in * p, d)  # Conv3d with kernel = stride = patch: a linear map of each patch
+    time_embed = linear_params(fr, d) + linear_params(d, d)  # freq -> d -> d
+    time_proj = linear_params(d, 6 * d)  # d -> 6d modulation for the blocks
+    text_embed = linear_params(t, d) + linear_params(d, d)  # text_dim -> d -> d
+    attention = attention_params(d, heads=1, bias=True) + 2 * norm_params(d)  # q, k, v, o; RMSNorm of q and k
+    ffn = linear_params(d, f) + linear_params(f, d)
+    block = 2 * attention + norm_params(d, bias=True) + ffn + 6 * d  # self, cross, norm3, FFN, modulation table
+    head = 2 * d + linear_params(d, c_out * p)  # modulation table and the linear back to patches
     return (patch_embed + time_embed + time_proj + text_embed, *([block] * n), head)
 
 
 def umt5_encoder_layer_params(
     *,
-    vocab: int = 256384,
-    dim: int = 4096,
-    dim_attn: int = 4096,
-    ffn_dim: int = 10240,
-    num_heads: int = 64,
-    num_layers: int = 24,
-    num_buckets: int = 32,
+    vocab: int = _UMT5["vocab"],
+    dim: int = _UMT5["dim"],
+    dim_attn: int = _UMT5["dim_attn"],
+    ffn_dim: int = _UMT5["ffn_dim"],
+    num_heads: int = _UMT5["num_heads"],
+    num_layers: int = _UMT5["num_layers"],
+    num_buckets: int = _UMT5["num_buckets"],
 ) -> tuple[int, ...]:
     r"""Parameters of a UMT5 encoder (Wan's text encoder), per offload unit in execution order.
 
@@ -119,29 +124,33 @@ def umt5_encoder_layer_params(
     >>> units[0], units[1], sum(units)
     (1050148864, 192948224, 5680910336)
     """
-    V = positive_int("vocab", vocab, example=256384)
+    V = positive_int("vocab", vocab, example=_UMT5["vocab"])
     d = positive_int("dim", dim, example=4096)
     da = positive_int("dim_attn", dim_attn, example=4096)
-    f = positive_int("ffn_dim", ffn_dim, example=10240)
+    f = positive_int("ffn_dim", ffn_dim, example=_UMT5["ffn_dim"])
     h = positive_int("num_heads", num_heads, example=64)
     n = positive_int("num_layers", num_layers, example=24)
     nb = positive_int("num_buckets", num_buckets, example=32)
-    block = 4 * d * da + 3 * d * f + 2 * d + nb * h  # q, k, v, o; gate, fc1, fc2; two norms; position table
+    if da % h:
+        raise ValueError(f"dim_attn={da} must be a multiple of num_heads={h} (equal heads), e.g. dim_attn={64 * h}")
+    attention = attention_params(d, heads=h, head_dim=da // h, bias=False)  # q, k, v, o: 4 d d_attn
+    gated_ffn = 2 * linear_params(d, f, bias=False) + linear_params(f, d, bias=False)  # gate, fc1; fc2
+    block = attention + gated_ffn + 2 * norm_params(d) + nb * h  # two RMSNorms; its own position table
     return (V * d, *([block] * n), d)
 
 
 def wan21_t2v_components(*, dtype: str = "bf16") -> tuple[Component, ...]:
-    r"""The Wan 2.1 14B text-to-video pipeline as offload sees it: text encoder, transformer, VAE, in bytes.
+    r"""The Wan 2.1 14B text-to-video pipeline as offload sees it: text encoder, DiT, VAE, in bytes.
 
     Bytes are parameters times the size of ``dtype`` (DiffSynth-Studio runs all
     three in the pipeline's ``torch_dtype``, bfloat16 by default). Names are
-    diffusers' component names.
+    DiffSynth-Studio's component names (``dit``, where diffusers says ``transformer``).
 
-    :param dtype: a name of :data:`~infralens.calculators.DTYPE_BYTES`.
-    :returns: ``(text_encoder, transformer, vae)`` as :class:`Component`.
+    :param dtype: a name of :data:`~infralens.core.DTYPE_BYTES`.
+    :returns: ``(text_encoder, dit, vae)`` as :class:`Component`.
 
     >>> [(c.name, c.total_bytes) for c in wan21_t2v_components()]
-    [('text_encoder', 11361820672), ('transformer', 28576983168), ('vae', 253785062)]
+    [('text_encoder', 11361820672), ('dit', 28576983168), ('vae', 253785062)]
     """
     size = dtype_bytes(dtype)
 
@@ -150,6 +159,30 @@ def wan21_t2v_components(*, dtype: str = "bf16") -> tuple[Component, ...]:
 
     return (
         Component("text_encoder", to_bytes(umt5_encoder_layer_params())),
-        Component("transformer", to_bytes(wan_dit_layer_params())),
+        Component("dit", to_bytes(wan_dit_layer_params())),
         Component("vae", to_bytes((WAN21_VAE_PARAMS,))),
     )
+
+
+def wan22_a14b_components(task: str = "t2v", *, dtype: str = "bf16") -> tuple[Component, ...]:
+    r"""Wan 2.2 A14B as offload sees it: text encoder, two experts of the 14B shape, the Wan 2.1 VAE, in bytes.
+
+    The two experts (``dit`` for high noise, ``dit2`` for low noise, DiffSynth-Studio's
+    names) have the same architecture and different weights; image-to-video widens the
+    patch embedding to 36 input channels. Together they hold twice one expert's bytes,
+    but the loop calls one at a time, so an offload plan keeps only one resident.
+
+    :param task: ``"t2v"`` or ``"i2v"`` (the released ``Wan2.2-T2V-A14B`` and ``Wan2.2-I2V-A14B``).
+    :param dtype: a name of :data:`~infralens.core.DTYPE_BYTES`.
+    :returns: ``(text_encoder, dit, dit2, vae)`` as :class:`Component`.
+
+    >>> [(c.name, c.total_bytes) for c in wan22_a14b_components()]
+    [('text_encoder', 11361820672), ('dit', 28576983168), ('dit2', 28576983168), ('vae', 253785062)]
+    """
+    if task not in ("t2v", "i2v"):
+        raise ValueError(f"task must be 't2v' or 'i2v' (the Wan 2.2 A14B releases), e.g. task='i2v'; got {task!r}")
+    config = MODELS[f"wan2.2-{task}-a14b"].config
+    size = dtype_bytes(dtype)
+    expert = tuple(math.ceil(p * size) for p in wan_dit_layer_params(in_channels=config["in_dim"]))
+    text_encoder, _, vae = wan21_t2v_components(dtype=dtype)
+    return (text_encoder, Component("dit", expert), Component("dit2", expert), vae)

@@ -22,61 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
-from infralens.diffusion._args import positive_int
-
-
-class TinyConvDecoder(nn.Module):
-    r"""A purely convolutional decoder: 3x3 convolutions, SiLU and nearest 2x upsampling, no norm, no attention.
-
-    ``(B, C, H, W) -> (B, 3, sH, sW)`` with :math:`s = 2^{\text{upsamples}}`. With
-    no normalisation or attention every output pixel sees only a bounded
-    neighbourhood of latent cells, :attr:`receptive_radius`.
-
-    >>> dec = TinyConvDecoder(latent_channels=4, width=8, upsamples=2)
-    >>> dec(torch.randn(1, 4, 6, 10)).shape, dec.scale, dec.receptive_radius
-    (torch.Size([1, 3, 24, 40]), 4, 2)
-    """
-
-    def __init__(self, latent_channels: int = 4, width: int = 32, upsamples: int = 2, out_channels: int = 3):
-        super().__init__()
-        c_in = positive_int("latent_channels", latent_channels, example=4)
-        w = positive_int("width", width, example=32)
-        c_out = positive_int("out_channels", out_channels, example=3)
-        self.upsamples = positive_int("upsamples", upsamples, example=2)
-        self.scale = 2**self.upsamples
-        self.conv_in = nn.Conv2d(c_in, w, 3, padding=1)
-        self.up = nn.ModuleList(
-            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w, w, 3, padding=1))
-            for _ in range(self.upsamples)
-        )
-        self.conv_out = nn.Conv2d(w, c_out, 3, padding=1)
-
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        """Decode ``(B, C, h, w)`` latents to ``(B, 3, s*h, s*w)`` pixels."""
-        h = nn.functional.silu(self.conv_in(latents))  # (B, width, h, w)
-        for stage in self.up:
-            h = nn.functional.silu(stage(h))  # (B, width, 2h, 2w), then 4h, ...
-        return self.conv_out(h)  # (B, 3, s*h, s*w)
-
-    @property
-    def receptive_radius(self) -> int:
-        """Latent cells on each side of an output pixel's own cell that can change it.
-
-        Followed backwards from output pixel ``x``: each 3x3 convolution widens
-        the interval by one position at its resolution, each nearest upsampling
-        maps position ``p`` to ``p // 2``.
-        """
-        radius = 0
-        for x in range(self.scale):  # the pattern repeats every s pixels
-            lo, hi = x - 1, x + 1  # conv_out
-            for _ in range(self.upsamples):
-                lo, hi = (lo - 1) // 2, (hi + 1) // 2  # conv after the upsample, then the upsample
-            lo, hi = lo - 1, hi + 1  # conv_in
-            home = x // self.scale
-            radius = max(radius, home - lo, hi - home)
-        return radius
+from infralens.core.args import positive_int
 
 
 def _check_latents(z: torch.Tensor) -> None:
@@ -104,12 +51,13 @@ def tiled_decode(
     ``decoder(z)`` (up to floating-point rounding); with a smaller halo the
     pixels near the tile borders are wrong.
 
-    :param decoder: ``(B, C, h, w) -> (B, C_out, s*h, s*w)``, e.g. :class:`TinyConvDecoder`.
+    :param decoder: ``(B, C, h, w) -> (B, C_out, s*h, s*w)``, e.g. :class:`~infralens.nets.TinyConvDecoder`.
     :param z: latents ``(B, C, H, W)``.
     :param tile: :math:`t`, latent cells per tile side (>= 1); edge tiles may be smaller.
     :param halo: :math:`r`, latent cells of context on each side (>= 0), clipped at the image border.
     :returns: pixels ``(B, C_out, s*H, s*W)``.
 
+    >>> from infralens.nets import TinyConvDecoder
     >>> dec = TinyConvDecoder(width=8)
     >>> z = torch.randn(1, 4, 20, 28)
     >>> with torch.no_grad():
@@ -166,6 +114,7 @@ def blended_tiled_decode(
         (``tile_overlap_factor`` in diffusers, 0.25).
     :returns: pixels ``(B, C_out, s*H, s*W)``.
 
+    >>> from infralens.nets import TinyConvDecoder
     >>> dec = TinyConvDecoder(width=8)
     >>> z = torch.randn(1, 4, 20, 28)
     >>> with torch.no_grad():
@@ -202,3 +151,135 @@ def blended_tiled_decode(
             kept.append(b[:, :, :keep, :keep])
         rows.append(torch.cat(kept, dim=-1))  # (B, C_out, <= keep, sW)
     return torch.cat(rows, dim=-2)  # (B, C_out, sH, sW)
+
+
+def _pair(name: str, value: object, example: tuple[int, int]) -> tuple[int, int]:
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise ValueError(f"{name} must be (height, width) in latent cells, e.g. {name}={example}; got {value!r}")
+    return (
+        positive_int(f"{name}[0]", value[0], example=example[0]),
+        positive_int(f"{name}[1]", value[1], example=example[1]),
+    )
+
+
+def diffsynth_tiles(
+    height: int, width: int, *, tile_size: tuple[int, int] = (30, 52), tile_stride: tuple[int, int] = (15, 26)
+) -> tuple[tuple[int, int, int, int], ...]:
+    r"""The latent tiles DiffSynth-Studio's Wan VAE decodes, as ``(top, bottom, left, right)`` boxes, in its order.
+
+    A tile of ``tile_size`` latent cells starts every ``tile_stride`` cells along
+    each axis, until the previous tile already reaches the edge; tiles that run
+    past the edge are cut there. The defaults are ``WanVideoPipeline.__call__``'s,
+    which decodes this way unless ``tiled=False``. With half-overlapping tiles of
+    half the latent (480 by 832 pixels: a 60 by 104 latent) that is 3 x 3 tiles
+    covering :math:`2.25` times the latent's area:
+
+    >>> boxes = diffsynth_tiles(60, 104)
+    >>> len(boxes), boxes[:2]
+    (9, ((0, 30, 0, 52), (0, 30, 26, 78)))
+    >>> sum((b - t) * (r - l) for t, b, l, r in boxes) / (60 * 104)
+    2.25
+
+    :param height: :math:`H'`, latent rows.
+    :param width: :math:`W'`, latent columns.
+    :param tile_size: latent cells per tile ``(rows, columns)``.
+    :param tile_stride: latent cells between tile starts ``(rows, columns)``.
+    :returns: the boxes, row by row.
+    """
+    H = positive_int("height", height, example=60)
+    W = positive_int("width", width, example=104)
+    (th, tw), (sh, sw) = _pair("tile_size", tile_size, (30, 52)), _pair("tile_stride", tile_stride, (15, 26))
+    boxes = []
+    for top in range(0, H, sh):
+        if top - sh >= 0 and top - sh + th >= H:
+            continue  # the previous row of tiles already reached the bottom
+        for left in range(0, W, sw):
+            if left - sw >= 0 and left - sw + tw >= W:
+                continue  # the previous tile already reached the right edge
+            boxes.append((top, min(top + th, H), left, min(left + tw, W)))
+    return tuple(boxes)
+
+
+def diffsynth_tile_coverage(
+    height: int, width: int, *, tile_size: tuple[int, int] = (30, 52), tile_stride: tuple[int, int] = (15, 26)
+) -> float:
+    r"""How many times :func:`diffsynth_tiles` cover the latent: the tiles' areas over :math:`H' W'`.
+
+    Every latent cell is decoded once per tile that contains it, so for a decoder
+    made of convolutions this is the FLOPs of the tiled decode over the one-pass
+    decode (a decoder with attention inside a frame costs a little less).
+
+    >>> diffsynth_tile_coverage(60, 104), round(diffsynth_tile_coverage(90, 160), 2)   # 480p, 720p
+    (2.25, 3.02)
+    """
+    boxes = diffsynth_tiles(height, width, tile_size=tile_size, tile_stride=tile_stride)
+    return sum((bottom - top) * (right - left) for top, bottom, left, right in boxes) / (height * width)
+
+
+def _ramp(length: int, border: int, first: bool, last: bool) -> torch.Tensor:
+    """1 inside, rising linearly over ``border`` pixels at an edge that is not the image's edge."""
+    x = torch.ones(length)
+    if not first:
+        x[:border] = (torch.arange(border) + 1) / border
+    if not last:
+        x[-border:] = torch.flip((torch.arange(border) + 1) / border, dims=(0,))
+    return x
+
+
+def diffsynth_tiled_decode(
+    decoder: Callable[[torch.Tensor], torch.Tensor],
+    z: torch.Tensor,
+    *,
+    tile_size: tuple[int, int] = (30, 52),
+    tile_stride: tuple[int, int] = (15, 26),
+) -> torch.Tensor:
+    r"""DiffSynth-Studio's tiled video decode: overlapping tiles, each weighted by a linear ramp, then normalised.
+
+    Every tile :math:`k` of :func:`diffsynth_tiles` is decoded on its own; its
+    pixels get a weight :math:`m_k(p)` that rises linearly from the tile's inner
+    edges over the overlap, :math:`(\text{size} - \text{stride}) \cdot s` pixels
+    (:math:`s` the decoder's upsampling), and is 1 elsewhere and at the image's
+    own edges. A pixel is the weighted mean of the tiles that cover it, clamped to
+    :math:`[-1, 1]` as DiffSynth does:
+
+    .. math:: x(p) = \frac{\sum_k m_k(p)\, D(z_k)(p)}{\sum_k m_k(p)}
+
+    Each tile's decoder sees zero padding at its own borders (and a video VAE's
+    attention sees only the tile), so the result is not the one-pass decode; the
+    ramps only make the seams smooth. With a decoder whose every pixel depends on
+    one latent cell, it is exact:
+
+    >>> def nearest(z):   # (B, C, F', h, w) -> (B, C, F', 8h, 8w), no neighbours
+    ...     return z.repeat_interleave(8, -2).repeat_interleave(8, -1)
+    >>> z = torch.rand(1, 3, 2, 12, 20) * 2 - 1
+    >>> torch.allclose(diffsynth_tiled_decode(nearest, z, tile_size=(6, 10), tile_stride=(3, 5)), nearest(z))
+    True
+
+    :param decoder: ``(B, C, F', h, w) -> (B, C_out, F, s*h, s*w)``, e.g. ``TinyCausalVideoVAE().decode``.
+    :param z: latents ``(B, C, F', H', W')``.
+    :param tile_size: latent cells per tile ``(rows, columns)``; the pipeline's default ``(30, 52)``.
+    :param tile_stride: latent cells between tile starts; the default ``(15, 26)``.
+    :returns: pixels ``(B, C_out, F, s*H', s*W')``.
+    """
+    if not isinstance(z, torch.Tensor) or z.ndim != 5:
+        got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+        raise ValueError(f"z must have 5 axes (B, C, F', H', W'), e.g. (1, 16, 21, 60, 104); got {got}")
+    (th, tw), (sh, sw) = _pair("tile_size", tile_size, (30, 52)), _pair("tile_stride", tile_stride, (15, 26))
+    if sh > th or sw > tw:
+        raise ValueError(
+            f"tile_stride must not exceed tile_size={(th, tw)} (tiles must touch or overlap); got {(sh, sw)}"
+        )
+    H, W = z.shape[-2:]
+    values = weight = None
+    for top, bottom, left, right in diffsynth_tiles(H, W, tile_size=(th, tw), tile_stride=(sh, sw)):
+        tile = decoder(z[..., top:bottom, left:right])  # (B, C_out, F, s*h, s*w)
+        s = tile.shape[-1] // (right - left)
+        if values is None:
+            values = tile.new_zeros(*tile.shape[:3], s * H, s * W)  # (B, C_out, F, sH', sW')
+            weight = tile.new_zeros(1, 1, 1, s * H, s * W)
+        rows = _ramp(tile.shape[-2], (th - sh) * s, top == 0, bottom >= H)  # (s*h,)
+        cols = _ramp(tile.shape[-1], (tw - sw) * s, left == 0, right >= W)  # (s*w,)
+        mask = torch.minimum(rows[:, None], cols[None, :]).to(tile)  # (s*h, s*w): the nearer edge decides
+        values[..., s * top : s * top + tile.shape[-2], s * left : s * left + tile.shape[-1]] += tile * mask
+        weight[..., s * top : s * top + tile.shape[-2], s * left : s * left + tile.shape[-1]] += mask
+    return (values / weight).clamp_(-1, 1)  # the weighted mean of the tiles covering each pixel

@@ -22,8 +22,22 @@ from .registry import (
     register_loader,
 )
 from .residency import STAGES, PipelineStage, layer_bytes, stage_calls, stage_residency
-from .text_encoder import TinyTextEncoder, tokenize
+from .step_cache import CacheDecision, FirstBlockCache
 from .text_to_video import run_text_to_video
+from .tiny_diffusers import (
+    SD15_SCHEDULER,
+    tiny_clip,
+    tiny_flux_pipeline,
+    tiny_flux_transformer,
+    tiny_kl_vae,
+    tiny_sd3_transformer,
+    tiny_sd_pipeline,
+    tiny_sdxl_pipeline,
+    tiny_tokenizer,
+    tiny_unet,
+    tiny_wan_pipeline,
+    tiny_wan_transformer,
+)
 from .tiny_text_to_image import (
     COMPONENT_NAMES,
     ByteTokenizer,
@@ -42,16 +56,18 @@ __all__: list[str] = [
     "DTYPES",
     "LOADERS",
     "PATCH_SIZE",
+    "SD15_SCHEDULER",
     "STAGES",
     "ByteTokenizer",
+    "CacheDecision",
     "ComponentRow",
     "ComponentSpec",
     "ComponentStats",
+    "FirstBlockCache",
     "PipelineConfig",
     "PipelineStage",
     "RuntimeSpec",
     "TinyDDIMScheduler",
-    "TinyTextEncoder",
     "TinyTextToImagePipeline",
     "TraceRow",
     "Tracer",
@@ -67,5 +83,15 @@ __all__: list[str] = [
     "run_text_to_video",
     "stage_calls",
     "stage_residency",
-    "tokenize",
+    "tiny_clip",
+    "tiny_flux_pipeline",
+    "tiny_flux_transformer",
+    "tiny_kl_vae",
+    "tiny_sd3_transformer",
+    "tiny_sd_pipeline",
+    "tiny_sdxl_pipeline",
+    "tiny_tokenizer",
+    "tiny_unet",
+    "tiny_wan_pipeline",
+    "tiny_wan_transformer",
 ]

@@ -4,7 +4,7 @@ A text-to-video pipeline in the style of Wan 2.1 is fully described by three
 blocks of YAML:
 
 ``family``
-    the latent contract (a video family of :data:`~infralens.diffusion.LATENT_FAMILIES`);
+    the latent contract (a video family of :data:`~infralens.families.LATENT_FAMILIES`);
 ``components``
     ``text_encoder``, ``dit`` and ``vae``, each with the ``loader`` that builds it,
     the ``dtype`` and ``device`` of its weights and the ``params`` (sizes) it is built with;
@@ -18,6 +18,12 @@ default hidden in code. :func:`load_config` refuses unknown keys, missing
 components, dtype and device names torch does not know, and sizes the family's
 VAE or the DiT's :math:`(1, 2, 2)` patches cannot represent; every message
 names the key path (``runtime.num_frames``), the rule and a valid value.
+
+The config's shape is the three dataclasses :class:`PipelineConfig`,
+:class:`ComponentSpec` and :class:`RuntimeSpec`; one table gives each of their
+keys the rule its value must pass and a valid example, and one short checker
+walks the dataclasses' fields through it. The only rule across keys (sizes
+against the family and the patches) runs after.
 """
 
 from __future__ import annotations
@@ -25,76 +31,41 @@ from __future__ import annotations
 import difflib
 import numbers
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import torch
 import yaml
 
+from infralens.core import exact_keys, torch_dtype
 from infralens.diffusion import LATENT_FAMILIES, latent_shape
 from infralens.memory import STRATEGIES
 
 DTYPES: Mapping[str, torch.dtype] = MappingProxyType(
     {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 )
-"""The dtype names a config may use, as torch spells them, and the torch dtypes they mean."""
-
-_DTYPE_ALIASES = {"fp32": "float32", "float": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
+"""The dtypes a config's components and runtime may use, by torch's name; the short names of
+:data:`~infralens.core.DTYPE_BYTES` (``bf16``) mean the same (one vocabulary, see the glossary)."""
 
 COMPONENTS: tuple[str, ...] = ("text_encoder", "dit", "vae")
 """The components of a text-to-video pipeline, in the order a run calls them."""
 
-PATCH_SIZE: tuple[int, int, int] = (1, 2, 2)
-"""Latent cells per DiT token along (frames, height, width), as in Wan."""
+PATCH_SIZE: tuple[int, int, int] = LATENT_FAMILIES["wan2.1"].patch
+"""Latent cells per DiT token along (frames, height, width), as in Wan (from the family record)."""
 
-DIFFSYNTH_WAN_DEFAULTS: Mapping[str, object] = MappingProxyType(
-    {
-        "height": 480,
-        "width": 832,
-        "num_frames": 81,
-        "num_inference_steps": 50,
-        "cfg_scale": 5.0,
-        "sigma_shift": 5.0,
-        "seed": None,
-        "tiled": True,
-    }
-)
+DIFFSYNTH_WAN_DEFAULTS: Mapping[str, object] = LATENT_FAMILIES["wan2.1"].pipeline_defaults
 """What ``WanVideoPipeline.__call__(prompt=...)`` uses when a demo call leaves them out (DiffSynth-Studio 2.1.12).
 
-``seed=None`` draws fresh noise on every call. ``tox -e upstream`` reads the
-installed signature and compares.
+A view of the ``wan2.1`` family record. ``seed=None`` draws fresh noise on every
+call. ``tox -e upstream`` runs a bare ``__call__`` on a tiny DiT and compares what it
+does (latent shape, DiT calls, decoder tiling) with these values.
 """
 
-_COMPONENT_KEYS = ("loader", "dtype", "device", "params")
-_RUNTIME_KEYS = (
-    "dtype",
-    "device",
-    "offload",
-    "height",
-    "width",
-    "num_frames",
-    "num_inference_steps",
-    "guidance_scale",
-    "shift",
-    "seed",
-)
-_EXAMPLES = {  # a valid value for every key, used in messages
-    "family": "wan2.1",
-    "loader": "tiny_video_dit",
-    "dtype": "bfloat16",
-    "device": "cpu",
-    "params": "{dim: 32}",
-    "offload": "model",
-    "height": 480,
-    "width": 832,
-    "num_frames": 81,
-    "num_inference_steps": 50,
-    "guidance_scale": 5.0,
-    "shift": 5.0,
-    "seed": 0,
-}
+# --- the config's shape -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -117,7 +88,9 @@ class RuntimeSpec:
     """The request and how it runs."""
 
     dtype: torch.dtype
-    """The dtype of latents and intermediates (DiffSynth-Studio's ``torch_dtype``)."""
+    """The dtype of latents and intermediates. DiffSynth-Studio's ``torch_dtype`` is that and, unless a
+    model's ``ModelConfig`` sets ``computation_dtype``, also every model's weight dtype; here the weights'
+    dtypes are the components' own."""
     device: torch.device
     """The device latents live on."""
     offload: str
@@ -153,6 +126,151 @@ class PipelineConfig:
         """DiT calls of one run: one per step, two with guidance (``guidance_scale != 1``)."""
         per_step = 1 if self.runtime.guidance_scale == 1 else 2
         return self.runtime.num_inference_steps * per_step
+
+
+# --- the rules a key's value must pass -----------------------------------------------------------------------
+# Each takes the key path, the value read and a valid example; it returns the value as the config holds it.
+
+
+def _mapping(path: str, value: object, example: str) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{path} must be a mapping (key: value lines), e.g. {example}; got {value!r}")
+    return value
+
+
+def _last(path: str) -> str:
+    return path.rsplit(".", 1)[-1]
+
+
+def _dtype(path: str, value: object, example: str) -> torch.dtype:
+    try:
+        dtype = torch_dtype(value)
+    except ValueError:
+        dtype = None
+    if dtype in DTYPES.values():
+        return dtype
+    raise ValueError(
+        f"{path} must be one of {', '.join(DTYPES)} (or bf16, fp16, fp32), e.g. {path}: {example}; got {value!r}"
+    )
+
+
+def _device(path: str, value: object, example: str) -> torch.device:
+    try:
+        if not isinstance(value, str):
+            raise TypeError
+        return torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{path} must be a torch device name such as cpu, cuda or cuda:0; got {value!r}") from None
+
+
+def _whole(path: str, value: object, example: int, *, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{path} must be a whole number >= {low}, e.g. {_last(path)}: {example}; got {value!r}")
+    return int(value)
+
+
+def _number(path: str, value: object, example: float, *, low: float, strict: bool, why: str) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and (value > low if strict else value >= low)
+    if not ok:
+        rule = f"> {low}" if strict else f">= {low}"
+        raise ValueError(f"{path} must be a number {rule} ({why}), e.g. {_last(path)}: {example}; got {value!r}")
+    return float(value)
+
+
+def _offload(path: str, value: object, example: str) -> str:
+    if isinstance(value, str) and value in STRATEGIES:
+        return value
+    hint = " (YAML reads unquoted no/off/false as a boolean: quote it)" if isinstance(value, bool) else ""
+    raise ValueError(f"{path} must be one of {', '.join(STRATEGIES)}, e.g. {path}: {example}; got {value!r}{hint}")
+
+
+def _loader(path: str, value: object, example: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{path} must be a registry name, e.g. loader: {example}; got {value!r}")
+    return value
+
+
+def _params(path: str, value: object, example: str) -> Mapping[str, object]:
+    params = _mapping(path, value, f"params: {example}")
+    for key, item in params.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ValueError(f"{path} keys must be argument names, e.g. num_layers; got {key!r}")
+        if not isinstance(item, bool | numbers.Real | str):
+            raise ValueError(f"{path}.{key} must be a number, a boolean or a string, e.g. 32; got {item!r}")
+    return MappingProxyType(dict(params))
+
+
+def _family(path: str, value: object, example: str) -> str:
+    videos = [name for name, fam in LATENT_FAMILIES.items() if fam.is_video]
+    if isinstance(value, str) and value in videos:
+        return value
+    kind = "an image family" if isinstance(value, str) and value in LATENT_FAMILIES else "not a known family"
+    raise ValueError(
+        f"family {value!r} is {kind}; a text-to-video config needs a video family: "
+        f"{', '.join(videos)}, e.g. {path}: {example}"
+    )
+
+
+def _components(path: str, value: object, example: str) -> Mapping[str, ComponentSpec]:
+    blocks = _mapping(path, value, f"{path}: {example}")
+    for name in blocks:
+        if name not in COMPONENTS:
+            close = difflib.get_close_matches(str(name), COMPONENTS, n=1)
+            hint = f"did you mean {path}.{close[0]}? " if close else ""
+            raise ValueError(
+                f"unknown component {path}.{name}; {hint}a text-to-video pipeline has: {', '.join(COMPONENTS)}"
+            )
+    for name in COMPONENTS:
+        if name not in blocks:
+            raise ValueError(
+                f"{path}.{name} is missing: a text-to-video pipeline needs {', '.join(COMPONENTS)}; e.g. "
+                f"{path}.{name}: {{loader: ..., dtype: float32, device: cpu, params: {{}}}}"
+            )
+    example = "{loader: tiny_video_dit, dtype: float32, device: cpu, params: {}}"
+    return MappingProxyType(
+        {name: _check(ComponentSpec, f"{path}.{name}", blocks[name], example) for name in COMPONENTS}
+    )
+
+
+def _runtime(path: str, value: object, example: str) -> RuntimeSpec:
+    return _check(RuntimeSpec, path, value, f"{path}: {example}")
+
+
+_RULES: Mapping[str, tuple[Callable[[str, object, object], object], object]] = {
+    # every key of the three dataclasses: the rule its value must pass, and a valid example for messages
+    "family": (_family, "wan2.1"),
+    "components": (_components, "{text_encoder: ..., dit: ..., vae: ...}"),
+    "runtime": (_runtime, "{dtype: bfloat16, ...}"),
+    "loader": (_loader, "tiny_video_dit"),
+    "dtype": (_dtype, "bfloat16"),
+    "device": (_device, "cpu"),
+    "params": (_params, "{dim: 32}"),
+    "offload": (_offload, "model"),
+    "height": (partial(_whole, low=1), 480),
+    "width": (partial(_whole, low=1), 832),
+    "num_frames": (partial(_whole, low=1), 81),
+    "num_inference_steps": (partial(_whole, low=1), 50),
+    "guidance_scale": (partial(_number, low=1.0, strict=False, why="1 turns guidance off"), 5.0),
+    "shift": (partial(_number, low=0.0, strict=True, why="1 leaves the sigmas unshifted"), 5.0),
+    "seed": (partial(_whole, low=0), 0),
+}
+
+
+# --- the checker --------------------------------------------------------------------------------------------
+
+
+def _check(spec: type, path: str, value: object, example: str) -> Any:
+    """A ``spec`` from the mapping at ``path``: exactly its fields as keys, each value passed through its rule."""
+    block = _mapping(path or "the config", value, example)
+    keys = [f.name for f in fields(spec)]
+    why = "every choice is written in the config, none is a hidden default"
+    examples = {key: _RULES[key][1] for key in keys}
+    exact_keys(block, keys, path=path, owner=path or "the config", why=why, examples=examples)
+    checked = {}
+    for key in keys:
+        rule, example = _RULES[key]
+        checked[key] = rule(f"{path}.{key}" if path else key, block[key], example)
+    return spec(**checked)
 
 
 # --- reading YAML -------------------------------------------------------------------------------------------
@@ -200,107 +318,12 @@ def _read(path_or_text: str | os.PathLike | Mapping) -> object:
         raise ValueError(f"the config is not valid YAML: {err}") from None
 
 
-# --- checking -----------------------------------------------------------------------------------------------
+# --- across keys ----------------------------------------------------------------------------------------------
 
 
-def _mapping(path: str, value: object, example: str) -> Mapping:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{path} must be a mapping (key: value lines), e.g. {example}; got {value!r}")
-    return value
-
-
-def _keys(path: str, block: Mapping, allowed: tuple[str, ...]) -> None:
-    """Refuse unknown keys (with the closest known one) and missing keys; both named by their full path."""
-    prefix = f"{path}." if path else ""
-    for key in block:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean {prefix}{close[0]}? " if close else ""
-            raise ValueError(f"unknown key {prefix}{key}; {hint}{path or 'the config'} takes: {', '.join(allowed)}")
-    for key in allowed:
-        if key not in block:
-            raise ValueError(
-                f"{prefix}{key} is missing: every choice is written in the config, none is a hidden default; "
-                f"e.g. {key}: {_EXAMPLES[key]}"
-            )
-
-
-def _dtype(path: str, value: object) -> torch.dtype:
-    if isinstance(value, str) and value in DTYPES:
-        return DTYPES[value]
-    alias = _DTYPE_ALIASES.get(value) if isinstance(value, str) else None
-    hint = f" (did you mean {alias}?)" if alias else ""
-    raise ValueError(f"{path} must be one of {', '.join(DTYPES)}, e.g. {path}: bfloat16; got {value!r}{hint}")
-
-
-def _device(path: str, value: object) -> torch.device:
-    try:
-        if not isinstance(value, str):
-            raise TypeError
-        return torch.device(value)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"{path} must be a torch device name such as cpu, cuda or cuda:0; got {value!r}") from None
-
-
-def _whole(path: str, value: object, *, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        key = path.rsplit(".", 1)[-1]
-        raise ValueError(f"{path} must be a whole number >= {low}, e.g. {key}: {_EXAMPLES[key]}; got {value!r}")
-    return int(value)
-
-
-def _real(path: str, value: object, *, low: float, strict: bool, why: str) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and (value > low if strict else value >= low)
-    if not ok:
-        key = path.rsplit(".", 1)[-1]
-        rule = f"> {low}" if strict else f">= {low}"
-        raise ValueError(f"{path} must be a number {rule} ({why}), e.g. {key}: {_EXAMPLES[key]}; got {value!r}")
-    return float(value)
-
-
-def _family(value: object) -> str:
-    videos = [name for name, fam in LATENT_FAMILIES.items() if fam.is_video]
-    if isinstance(value, str) and value in videos:
-        return value
-    kind = "an image family" if isinstance(value, str) and value in LATENT_FAMILIES else "not a known family"
-    raise ValueError(
-        f"family {value!r} is {kind}; a text-to-video config needs a video family: "
-        f"{', '.join(videos)}, e.g. family: wan2.1"
-    )
-
-
-def _component(name: str, block: object) -> ComponentSpec:
-    path = f"components.{name}"
-    block = _mapping(path, block, "{loader: tiny_video_dit, dtype: float32, device: cpu, params: {}}")
-    _keys(path, block, _COMPONENT_KEYS)
-    loader = block["loader"]
-    if not isinstance(loader, str) or not loader:
-        raise ValueError(f"{path}.loader must be a registry name, e.g. loader: tiny_video_dit; got {loader!r}")
-    params = _mapping(f"{path}.params", block["params"], "params: {dim: 32}")
-    for key, value in params.items():
-        if not isinstance(key, str) or not key.isidentifier():
-            raise ValueError(f"{path}.params keys must be argument names, e.g. num_layers; got {key!r}")
-        if not isinstance(value, bool | numbers.Real | str):
-            raise ValueError(f"{path}.params.{key} must be a number, a boolean or a string, e.g. 32; got {value!r}")
-    return ComponentSpec(
-        loader=loader,
-        dtype=_dtype(f"{path}.dtype", block["dtype"]),
-        device=_device(f"{path}.device", block["device"]),
-        params=MappingProxyType(dict(params)),
-    )
-
-
-def _offload(value: object) -> str:
-    if isinstance(value, str) and value in STRATEGIES:
-        return value
-    hint = " (YAML reads unquoted no/off/false as a boolean: quote it)" if isinstance(value, bool) else ""
-    raise ValueError(
-        f"runtime.offload must be one of {', '.join(STRATEGIES)}, e.g. runtime.offload: model; got {value!r}{hint}"
-    )
-
-
-def _sizes(family: str, height: int, width: int, num_frames: int) -> None:
+def _sizes(family: str, runtime: RuntimeSpec) -> None:
     """The family's VAE rules (via latent_shape), then the DiT's 2x2 patches on the latent grid."""
+    height, width, num_frames = runtime.height, runtime.width, runtime.num_frames
     try:
         shape = latent_shape(family, height=height, width=width, frames=num_frames)
     except ValueError as err:
@@ -343,45 +366,6 @@ def load_config(path_or_text: str | os.PathLike | Mapping) -> PipelineConfig:
     >>> cfg.latent_shape, cfg.denoiser_calls, cfg.components["text_encoder"].dtype
     ((1, 16, 21, 60, 104), 100, torch.bfloat16)
     """
-    data = _read(path_or_text)
-    top = _mapping("the config", data, "family: wan2.1, components: ..., runtime: ...")
-    _keys("", top, ("family", "components", "runtime"))
-    family = _family(top["family"])
-
-    blocks = _mapping("components", top["components"], "components: {text_encoder: ..., dit: ..., vae: ...}")
-    for name in blocks:
-        if name not in COMPONENTS:
-            close = difflib.get_close_matches(str(name), COMPONENTS, n=1)
-            hint = f"did you mean components.{close[0]}? " if close else ""
-            raise ValueError(
-                f"unknown component components.{name}; {hint}a text-to-video pipeline has: {', '.join(COMPONENTS)}"
-            )
-    for name in COMPONENTS:
-        if name not in blocks:
-            raise ValueError(
-                f"components.{name} is missing: a text-to-video pipeline needs {', '.join(COMPONENTS)}; e.g. "
-                f"components.{name}: {{loader: ..., dtype: float32, device: cpu, params: {{}}}}"
-            )
-    components = {name: _component(name, blocks[name]) for name in COMPONENTS}
-
-    rt = _mapping("runtime", top["runtime"], "runtime: {dtype: bfloat16, ...}")
-    _keys("runtime", rt, _RUNTIME_KEYS)
-    height = _whole("runtime.height", rt["height"], low=1)
-    width = _whole("runtime.width", rt["width"], low=1)
-    num_frames = _whole("runtime.num_frames", rt["num_frames"], low=1)
-    _sizes(family, height, width, num_frames)
-    runtime = RuntimeSpec(
-        dtype=_dtype("runtime.dtype", rt["dtype"]),
-        device=_device("runtime.device", rt["device"]),
-        offload=_offload(rt["offload"]),
-        height=height,
-        width=width,
-        num_frames=num_frames,
-        num_inference_steps=_whole("runtime.num_inference_steps", rt["num_inference_steps"], low=1),
-        guidance_scale=_real(
-            "runtime.guidance_scale", rt["guidance_scale"], low=1.0, strict=False, why="1 turns guidance off"
-        ),
-        shift=_real("runtime.shift", rt["shift"], low=0.0, strict=True, why="1 leaves the sigmas unshifted"),
-        seed=_whole("runtime.seed", rt["seed"], low=0),
-    )
-    return PipelineConfig(family=family, components=MappingProxyType(components), runtime=runtime)
+    config = _check(PipelineConfig, "", _read(path_or_text), "family: wan2.1, components: ..., runtime: ...")
+    _sizes(config.family, config.runtime)  # a rule across keys: the family's VAE and the DiT's patches
+    return config

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import torch
 
+from infralens.core.args import positive_int
+
 from ..diffusion import alphas_cumprod, ddim_step, inference_timesteps, make_betas
-from ..diffusion._args import positive_int
 
 
 class TinyDDIMScheduler:

@@ -30,10 +30,9 @@ import torch
 from torch import nn
 
 from infralens.diffusion import LATENT_FAMILIES
-from infralens.video import TinyCausalVideoVAE, TinyVideoDiT
+from infralens.nets import TinyCausalVideoVAE, TinyTextEncoder, TinyVideoDiT
 
 from .config import COMPONENTS, DTYPES, ComponentSpec, PipelineConfig
-from .text_encoder import TinyTextEncoder
 
 _LOADERS: dict[str, Callable[..., nn.Module]] = {
     "tiny_text_encoder": TinyTextEncoder,

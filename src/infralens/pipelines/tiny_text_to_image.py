@@ -9,10 +9,10 @@ five of a latent text-to-image pipeline, each a tiny real object:
 component      class                                                 reads -> produces
 =============  ====================================================  ===============================
 tokenizer      :class:`ByteTokenizer`                                prompts -> ids, mask ``(B, L)``
-text_encoder   :class:`~infralens.pipelines.TinyTextEncoder`         ids, mask -> ``(B, L, D)``
-transformer    :class:`~infralens.diffusion.TinyDiT`                 latents, t, text -> prediction
+text_encoder   :class:`~infralens.nets.TinyTextEncoder`         ids, mask -> ``(B, L, D)``
+transformer    :class:`~infralens.nets.TinyDiT`                 latents, t, text -> prediction
 scheduler      :class:`~infralens.pipelines.TinyDDIMScheduler`       prediction, t, latents -> latents
-vae            :class:`~infralens.diffusion.TinyAutoencoderKL`       latents -> images
+vae            :class:`~infralens.nets.TinyAutoencoderKL`       latents -> images
 =============  ====================================================  ===============================
 
 :func:`component_table` runs the pipeline once and reports, for each
@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..diffusion import TinyAutoencoderKL, TinyDiT, guided_prediction
-from ..diffusion._args import positive_int
+from infralens.core.args import positive_int
+from infralens.diffusion import guided_prediction
+from infralens.nets import TinyAutoencoderKL, TinyDiT, TinyTextEncoder, tokenize
+
 from .ddim_scheduler import TinyDDIMScheduler
-from .text_encoder import TinyTextEncoder, tokenize
 
 COMPONENT_NAMES = ("tokenizer", "text_encoder", "transformer", "scheduler", "vae")
 """The pipeline's components, in the order a call uses them."""
@@ -41,7 +42,7 @@ COMPONENT_NAMES = ("tokenizer", "text_encoder", "transformer", "scheduler", "vae
 class ByteTokenizer:
     """The tokenizer component: prompts to ``(input_ids, attention_mask)``, both ``(B, L)``, no weights.
 
-    Wraps :func:`~infralens.pipelines.tokenize` (UTF-8 bytes, an end token,
+    Wraps :func:`~infralens.nets.tokenize` (UTF-8 bytes, an end token,
     padding to ``max_length``) in the callable object a pipeline holds.
 
     :param max_length: :math:`L`.

@@ -1,15 +1,14 @@
-"""Video pipelines: the frame axis, tiny causal video VAEs and DiTs, token counts."""
+"""Video conditioning and the frame axis: first-frame image conditions, TI2V's fused first frame, frames as a batch."""
 
-from .dit import TinyVideoDiT
 from .first_frame_condition import first_frame_mask, image_condition
 from .frames import batch_to_frames, frames_to_batch
-from .vae import TinyCausalVideoVAE
+from .fused_first_frame import first_frame_timesteps, fused_first_frame_sample
 
 __all__ = [
-    "TinyCausalVideoVAE",
-    "TinyVideoDiT",
     "batch_to_frames",
     "first_frame_mask",
+    "first_frame_timesteps",
     "frames_to_batch",
+    "fused_first_frame_sample",
     "image_condition",
 ]

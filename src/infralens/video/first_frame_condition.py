@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import torch
 
-from ..diffusion._args import positive_int
-from ..diffusion.latent_scaling import LatentScaling, normalize_latents
+from infralens.core.args import positive_int
+from infralens.diffusion import normalize_latents
+from infralens.families import LatentScaling
 
 
 def first_frame_mask(
@@ -64,14 +65,14 @@ def image_condition(
     r"""Wan's image-to-video condition ``y = cat([mask, z_image], dim=1)``, shape ``(B, t_f + C, F', H/s, W/s)``.
 
     :param vae: a causal video VAE with ``encode(video)``, ``spatial_factor`` and ``temporal_factor``
-        (for example :class:`~infralens.video.TinyCausalVideoVAE`).
+        (for example :class:`~infralens.nets.TinyCausalVideoVAE`).
     :param image: the first frame, ``(B, 3, H, W)``, pixels in :math:`[-1, 1]`.
     :param frames: :math:`F` of the video to generate.
     :param family: the latent normalisation (:func:`~infralens.diffusion.normalize_latents`);
         ``None`` keeps the raw latent.
     :returns: ``y``, to concatenate to the latents on the channel axis.
 
-    >>> from infralens.video import TinyCausalVideoVAE
+    >>> from infralens.nets import TinyCausalVideoVAE
     >>> y = image_condition(TinyCausalVideoVAE(), torch.zeros(1, 3, 16, 24), frames=9)
     >>> tuple(y.shape)                                   # 4 mask + 16 latent channels
     (1, 20, 3, 2, 3)
