@@ -9,6 +9,7 @@ installed files: a module by path, or one function compiled on its own.
 from __future__ import annotations
 
 import ast
+import importlib.machinery
 import importlib.metadata
 import importlib.util
 import math
@@ -72,5 +73,8 @@ def import_submodule(dotted: str, bare: tuple[str, ...] = ("core",)):
         if name not in sys.modules:
             package = types.ModuleType(name)
             package.__path__ = [str(root.joinpath(*parts))]
+            # a spec, so importlib.util.find_spec still answers for the package in later tests
+            package.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            package.__spec__.submodule_search_locations = package.__path__
             sys.modules[name] = package
     return importlib.import_module(f"diffsynth.{dotted}")

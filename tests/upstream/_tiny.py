@@ -52,3 +52,46 @@ def tiny_sd_pipeline():
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def tiny_flux_pipeline(*, scaling_factor: float = 0.3611, shift_factor: float = 0.1159):
+    """``FluxPipeline`` with a one-block guidance-distilled transformer (FLUX.1-dev's layout) and a one-level VAE.
+
+    The VAE has 4 latent channels, packed 2x2 into the transformer's 16 input channels, and FLUX.1's
+    scaling and shift factors; the scheduler is FLUX.1's ``FlowMatchEulerDiscreteScheduler`` with dynamic
+    shifting. No text encoders: call it with ``prompt_embeds`` (1, L, 32) and ``pooled_prompt_embeds`` (1, 32).
+    """
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    transformer = diffusers.FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=True,
+        axes_dims_rope=(4, 4, 8),
+    ).eval()
+    vae = diffusers.AutoencoderKL(
+        block_out_channels=(8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        scaling_factor=scaling_factor,
+        shift_factor=shift_factor,
+    ).eval()
+    pipe = diffusers.FluxPipeline(
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True),
+        vae=vae,
+        text_encoder=None,
+        tokenizer=None,
+        text_encoder_2=None,
+        tokenizer_2=None,
+        transformer=transformer,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -4,7 +4,10 @@
   Wan 2.2 TI2V-5B's patch (DiffSynth-Studio's config for it), and the UNets'
   first self-attention, measured with hooks on tiny UNets;
 * the attention sizes and pipeline defaults the page's tables use;
-* the CFG rule, ``do_classifier_free_guidance``, evaluated on stand-ins;
+* the FLOPs of one DiT call, against torch's FLOP counter on diffusers' own
+  ``WanTransformer3DModel`` (meta device: no weights, no memory);
+* the CFG rule, ``do_classifier_free_guidance``, evaluated on stand-ins, and
+  the denoiser calls of real tiny pipelines with their default scales;
 * the int4 group size default and a real grouped-int4 layer's bytes.
 """
 
@@ -24,22 +27,33 @@ from diffusers import (  # noqa: E402
     CogVideoXTransformer3DModel,
     FluxPipeline,
     FluxTransformer2DModel,
-    HunyuanVideoPipeline,
     HunyuanVideoTransformer3DModel,
     LTXVideoTransformer3DModel,
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
     StableDiffusionPipeline,
-    StableDiffusionXLPipeline,
     UNet2DConditionModel,
     WanPipeline,
     WanTransformer3DModel,
 )
 
-from infralens.calculators import DEFAULT_INT4_GROUP, PATCH, cfg_cost, latent_tokens, weight_memory  # noqa: E402
+from infralens.calculators import (  # noqa: E402
+    DEFAULT_INT4_GROUP,
+    DIFFUSERS_CFG_DEFAULTS,
+    DIFFUSERS_TEXT_TOKENS,
+    PATCH,
+    attention_cost,
+    cfg_cost,
+    dit_flops,
+    latent_tokens,
+    pipeline_cfg_cost,
+    weight_memory,
+)
 from infralens.diffusion import latent_shape  # noqa: E402
+from infralens.families import get_model  # noqa: E402
 
-from ._diffsynth import package_dir  # noqa: E402
+from . import _tiny_pipelines as tiny  # noqa: E402
+from ._diffsynth import import_submodule, load_module  # noqa: E402
 from ._tiny import tiny_sd_pipeline  # noqa: E402
 
 pytestmark = [
@@ -80,12 +94,15 @@ def test_flux_tokens_are_what_the_pipeline_packs(height, width):
 
 def test_wan22_ti2v_5b_patch_from_diffsynth():
     """DiffSynth-Studio's model registry lists the TI2V-5B DiT (the one on the 16x VAE) with patch (1, 2, 2)."""
-    lines = (package_dir() / "configs" / "model_configs.py").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if "Wan2.2-TI2V-5B" in line and "diffusion_pytorch_model" in line)
-    kwargs_line = next(line for line in lines[start:] if '"extra_kwargs"' in line)
-    kwargs = ast.literal_eval(kwargs_line.split(":", 1)[1].strip().rstrip(","))
-    assert kwargs["in_dim"] == kwargs["out_dim"] == latent_shape("wan2.2", height=704, width=1280, frames=121)[1]
-    assert tuple(kwargs["patch_size"]) == PATCH["wan2.2"]
+    registry = load_module("configs/model_configs.py").wan_series  # the registry DiffSynth's loader reads
+    channels = latent_shape("wan2.2", height=704, width=1280, frames=121)[1]
+    (ti2v,) = [
+        entry["extra_kwargs"]
+        for entry in registry
+        if entry["model_name"] == "wan_video_dit"
+        and entry.get("extra_kwargs", {}).get("in_dim") == entry.get("extra_kwargs", {}).get("out_dim") == channels
+    ]  # fmt: skip
+    assert tuple(ti2v["patch_size"]) == PATCH["wan2.2"]
 
 
 def self_attention_lengths(down_block_types: tuple[str, ...], latent: tuple[int, ...]) -> list[int]:
@@ -114,12 +131,11 @@ def self_attention_lengths(down_block_types: tuple[str, ...], latent: tuple[int,
 
 
 def released_sdxl_down_blocks() -> tuple[str, ...]:
-    """SDXL's UNet down blocks, as DiffSynth-Studio hard-codes them for the released checkpoint."""
-    tree = ast.parse((package_dir() / "models" / "stable_diffusion_xl_unet.py").read_text())
-    cls = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "SDXLUNet2DConditionModel")
-    init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
-    names = [a.arg for a in init.args.args][-len(init.args.defaults) :]
-    return ast.literal_eval(init.args.defaults[names.index("down_block_types")])
+    """SDXL's UNet down blocks: those of DiffSynth-Studio's SDXL UNet, built (on the meta device) as it loads one."""
+    module = import_submodule("models.stable_diffusion_xl_unet")
+    with torch.device("meta"):
+        unet = module.SDXLUNet2DConditionModel()
+    return tuple(type(block).__name__ for block in unet.down_blocks)
 
 
 @pytest.mark.parametrize("family", ["sd", "sdxl"])
@@ -143,7 +159,46 @@ def test_attention_sizes_used_on_the_page():
     ]:
         d = defaults(cls)
         assert (d["num_attention_heads"], d["attention_head_dim"]) == (heads, head_dim), cls.__name__
-    assert defaults(FluxPipeline.__call__)["max_sequence_length"] == 512
+    for name, tokens in DIFFUSERS_TEXT_TOKENS.items():  # FLUX 512, HunyuanVideo 256 (both joint), ...
+        assert defaults(getattr(diffusers, name).__call__)["max_sequence_length"] == tokens, name
+
+
+@pytest.mark.parametrize(("model", "request_"), [("wan2.1-t2v-14b", (64, 64, 5)), ("wan2.1-t2v-1.3b", (480, 832, 81))])
+def test_dit_flops_match_the_flop_counter_on_wan(model, request_):
+    """Every matrix product of diffusers' WanTransformer3DModel, counted by torch on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    height, width, frames = request_
+    cfg = get_model(model).config
+    kwargs = {"num_attention_heads": cfg["num_heads"], "attention_head_dim": cfg["head_dim"],
+              "ffn_dim": cfg["ffn_dim"], "num_layers": cfg["num_layers"]}  # fmt: skip
+    if model == "wan2.1-t2v-14b":
+        kwargs = {}  # the constructor's defaults are the 14B model
+    latent = latent_tokens("wan2.1", height=height, width=width, frames=frames).latent
+    with torch.device("meta"):
+        dit = WanTransformer3DModel(**kwargs).to(torch.bfloat16)
+        x = torch.empty(latent, dtype=torch.bfloat16)  # (B, C, F', H', W')
+        text = torch.empty(1, DIFFUSERS_TEXT_TOKENS["WanPipeline"], 4096, dtype=torch.bfloat16)  # (B, L, D_text)
+        t = torch.tensor([500])  # (B,)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        dit(x, t, text)
+    ours = dit_flops(model, height=height, width=width, frames=frames)
+    assert counter.get_total_flops() == ours.total
+    attention = counter.get_flop_counts()["Global"][torch.ops.aten.bmm]  # on meta, SDPA runs as two bmm
+    assert attention == ours.attention
+
+
+def test_the_flop_counter_counts_nothing_in_cpu_sdpa():
+    """Checking a fused model's FLOPs with the counter on CPU gives 0 for attention: count on meta, or by formula."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    q, k, v = torch.randn(3, 2, 4, 96, 16).unbind(0)  # (B, h, N, d)
+    with FlopCounterMode(display=False) as fused:
+        torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    with FlopCounterMode(display=False) as explicit:
+        (q @ k.transpose(-2, -1) / 4).softmax(-1) @ v
+    assert fused.get_total_flops() == 0
+    assert explicit.get_total_flops() == attention_cost(tokens=96, heads=4, head_dim=16, batch=2).flops
 
 
 @pytest.mark.parametrize("w", [None, 0.0, 1.0, 1.0001, 3.5, 7.5])
@@ -176,21 +231,30 @@ def test_cfg_doubles_the_unet_samples_in_a_real_pipeline():
         assert sum(samples) == cfg_cost(steps=3, guidance_scale=w).calls
 
 
-def test_pipeline_defaults_in_the_cfg_table():
-    expected = {  # pipeline: (num_inference_steps, the scale that switches CFG on)
-        StableDiffusionPipeline: (50, "guidance_scale", 7.5),
-        StableDiffusionXLPipeline: (50, "guidance_scale", 5.0),
-        StableDiffusion3Pipeline: (28, "guidance_scale", 7.0),
-        WanPipeline: (50, "guidance_scale", 5.0),
-        FluxPipeline: (28, "true_cfg_scale", 1.0),
-        HunyuanVideoPipeline: (50, "true_cfg_scale", 1.0),
-    }
-    for cls, (steps, name, scale) in expected.items():
-        d = defaults(cls.__call__)
-        assert (d["num_inference_steps"], d[name]) == (steps, scale), cls.__name__
-    # FLUX and HunyuanVideo feed guidance_scale to the transformer instead (guidance-distilled)
-    assert defaults(FluxPipeline.__call__)["guidance_scale"] == 3.5
-    assert defaults(HunyuanVideoPipeline.__call__)["guidance_scale"] == 6.0
+@pytest.mark.parametrize("name", list(DIFFUSERS_CFG_DEFAULTS))
+def test_pipeline_defaults_in_the_cfg_table(name):
+    d = defaults(getattr(diffusers, name).__call__)
+    ours = DIFFUSERS_CFG_DEFAULTS[name]
+    assert (d["num_inference_steps"], d["guidance_scale"]) == (ours["steps"], ours["guidance_scale"])
+    assert d.get("true_cfg_scale") == ours["true_cfg_scale"]  # None: no such argument, guidance_scale switches CFG
+
+
+@pytest.mark.parametrize(
+    ("name", "call", "encoder_calls", "batches"),
+    [
+        ("FluxPipeline", {}, 2, [1, 1, 1]),  # guidance_scale=3.5 by default: embedded, one pass per step
+        ("FluxPipeline", {"true_cfg_scale": 4.0}, 2, [1, 1, 1]),  # no negative prompt: still no CFG
+        ("FluxPipeline", {"true_cfg_scale": 4.0, "negative_prompt": "blue car"}, 4, [1] * 6),
+        ("WanPipeline", {}, 2, [1] * 6),  # guidance_scale=5.0: two passes of batch 1
+        ("StableDiffusionPipeline", {}, 2, [2, 2, 2]),  # guidance_scale=7.5: one doubled batch
+    ],
+)
+def test_denoiser_samples_with_default_scales(name, call, encoder_calls, batches):
+    """Real tiny pipelines called with their default scales: the samples through the denoiser per generation."""
+    encoders, seen = tiny.count_work(tiny.BUILD[name](), **call)
+    assert (encoders, seen) == (encoder_calls, batches)
+    overrides = {k: v for k, v in call.items() if k == "true_cfg_scale" and "negative_prompt" in call}
+    assert sum(seen) == pipeline_cfg_cost(name, steps=3, **overrides).calls
 
 
 def test_int4_group_default_is_autoround_s():
@@ -215,3 +279,17 @@ def test_grouped_int4_layer_bytes():
     stored = sum(p.numel() * p.element_size() for p in layer.parameters())
     ours = weight_memory(params=in_features * out_features, dtype="int4", group_size=64, zero_points=True)
     assert stored == ours.total_bytes
+
+
+@pytest.mark.parametrize(("scheduler", "calls"), [("EulerDiscreteScheduler", 4), ("HeunDiscreteScheduler", 7)])
+def test_second_order_schedulers_call_the_denoiser_2n_minus_1_times(scheduler, calls):
+    """Heun evaluates the denoiser twice per step except the last: 2N - 1 calls for N steps, each a CFG batch."""
+    pipe = tiny_sd_pipeline()
+    pipe.scheduler = getattr(diffusers, scheduler).from_config(pipe.scheduler.config)
+    seen: list[int] = []
+    pipe.unet.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
+    pipe(
+        prompt_embeds=torch.randn(1, 5, 12), negative_prompt_embeds=torch.randn(1, 5, 12), guidance_scale=7.5,
+        num_inference_steps=4, height=16, width=16, output_type="latent",
+    )  # fmt: skip
+    assert seen == [2] * calls

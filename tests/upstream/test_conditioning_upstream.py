@@ -4,17 +4,18 @@
   normalised latent of "image + zero frames") as diffusers'
   ``WanImageToVideoPipeline.prepare_latents`` (run on a stand-in ``self`` with a
   tiny ``AutoencoderKLWan``) and as DiffSynth-Studio's
-  ``WanVideoUnit_ImageEmbedderVAE.process`` (compiled alone, run on a stand-in
-  pipeline).
-* DiffSynth-Studio's model registry gives Wan's DiTs ``in_dim = 16`` for text
-  to video and ``16 + 4 + 16 = 36`` for image-conditioned models, a text width
-  of 4096 and patches of (1, 2, 2); its Wan tokenizer pads to 512 tokens and
-  its CLIP projection reads 1280-wide features.
+  ``WanVideoUnit_ImageEmbedderVAE.process`` (run on a stand-in pipeline).
+* DiffSynth-Studio's registered Wan DiTs, built from their ``extra_kwargs`` on the
+  meta device: which read ``y`` on channels (``in_dim``) and which have the image
+  branch; ``model_fn_wan_video`` concatenating ``y`` and prepending the projected
+  CLIP tokens; Wan 2.2 TI2V's per-token timestep; Fun-Control's ``y``.
+* The real ``WanVideoPipeline.__call__`` on a tiny I2V DiT: both guided calls get
+  the same ``y`` and CLIP tokens, only the text differs.
+* The CLIP tower gives 257 tokens of width 1280; the tokenizer pads to 512.
 """
 
 from __future__ import annotations
 
-import ast
 import warnings
 from types import SimpleNamespace
 
@@ -24,7 +25,7 @@ import torch
 from infralens.diffusion import LATENT_SCALING
 from infralens.video import first_frame_mask, image_condition
 
-from ._diffsynth import package_dir
+from . import _wan_pipeline as wp
 
 pytestmark = pytest.mark.upstream
 
@@ -68,20 +69,8 @@ def test_matches_diffusers_prepare_latents():
     assert torch.allclose(theirs, ours, atol=1e-5)
 
 
-def _method(relative: str, cls: str, name: str, **globals_):
-    tree = ast.parse((package_dir() / relative).read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == cls:
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == name:
-                    namespace = {"torch": torch, **globals_}
-                    exec(compile(ast.Module([item], []), relative, "exec"), namespace)
-                    return namespace[name]
-    raise LookupError(f"{cls}.{name} not in diffsynth/{relative}")
-
-
 def test_matches_diffsynth_image_embedder():
-    process = _method("pipelines/wan_video.py", "WanVideoUnit_ImageEmbedderVAE", "process", WanVideoPipeline=object)
+    process = wp.wan_video().WanVideoUnit_ImageEmbedderVAE.process
     adapter = _Adapter(_tiny_wan_vae())
     stats = LATENT_SCALING["wan2.1"]
     mean = torch.tensor(stats.latents_mean).view(16, 1, 1, 1)
@@ -113,59 +102,167 @@ def test_matches_diffsynth_image_embedder():
     assert torch.allclose(theirs, ours, atol=1e-5)
 
 
-def _wan_registry() -> list[dict]:
-    tree = ast.parse((package_dir() / "configs/model_configs.py").read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "wan_series":
-            return ast.literal_eval(node.value)
-    raise LookupError("wan_series not found")
+# Registered Wan DiTs, by the hash DiffSynth-Studio files them under (the model each entry's comment names).
+WAN_DITS = {
+    "Wan2.1-T2V-1.3B": "9269f8db9040a9d860eaca435be61814",
+    "Wan2.1-T2V-14B": "aafcfd9672c3a2456dc46e1cb6e52c70",
+    "Wan2.1-FLF2V-14B-720P": "3ef3b1f8e1dab83d5b71fd7b617f859f",
+    "Wan2.1-Fun-1.3B-InP": "6d6ccde6845b95ad9114ab993d917893",
+    "Wan2.1-Fun-14B-InP": "6bfcfb3b342cb286ce886889d519a77e",
+    "Wan2.1-Fun-1.3B-Control": "349723183fc063b2bfc10bb2835cf677",
+    "Wan2.2-I2V-A14B": "5b013604280dd715f8457c6ed6d6a626",
+    "Wan2.2-TI2V-5B": "1f5ab7703c6fc803fdded85ff040c316",
+}
 
 
-def _comments_by_hash() -> dict[str, str]:
-    """The '# Example: ModelConfig(model_id=...)' comment above each registry entry, by model hash."""
-    lines = (package_dir() / "configs/model_configs.py").read_text().splitlines()
-    found, last = {}, ""
-    for line in lines:
-        if "# Example:" in line:
-            last = line
-        elif '"model_hash"' in line:
-            found[line.split('"')[3]] = last
-    return found
+def _registered_dit(name: str):
+    """DiffSynth's ``WanModel(**extra_kwargs)`` of a registered checkpoint, built on the meta device."""
+    entry = next(e for e in wp.module("models.model_loader").MODEL_CONFIGS if e["model_hash"] == WAN_DITS[name])
+    assert entry["model_class"] == "diffsynth.models.wan_video_dit.WanModel"
+    with torch.device("meta"):
+        return wp.module("models.wan_video_dit").WanModel(**entry["extra_kwargs"])
 
 
-def test_wan_dit_channel_and_text_widths():
-    comments = _comments_by_hash()
-    dits = [
-        (comments[e["model_hash"]], e["extra_kwargs"])
-        for e in _wan_registry()
-        if e["model_name"] == "wan_video_dit" and e.get("extra_kwargs", {}).get("in_dim")
-    ]
-    by_model = {c.split('model_id="')[1].split('"')[0]: kw for c, kw in dits if 'model_id="' in c}
-    assert by_model["Wan-AI/Wan2.1-T2V-14B"]["in_dim"] == 16
-    assert by_model["Wan-AI/Wan2.1-T2V-1.3B"]["in_dim"] == 16
-    assert by_model["Wan-AI/Wan2.1-FLF2V-14B-720P"]["in_dim"] == 16 + 4 + 16
-    assert by_model["Wan-AI/Wan2.1-FLF2V-14B-720P"]["has_image_input"] is True  # CLIP tokens too
-    i2v22 = by_model["Wan-AI/Wan2.2-I2V-A14B"]
-    assert i2v22["in_dim"] == 36 and i2v22["require_clip_embedding"] is False  # channel concat only
-    for _, kw in dits:
-        assert kw["text_dim"] == 4096
-        assert list(kw["patch_size"]) == [1, 2, 2]
+@pytest.mark.parametrize(
+    ("name", "in_channels", "image_branch"),
+    [
+        ("Wan2.1-T2V-1.3B", 16, False),
+        ("Wan2.1-T2V-14B", 16, False),
+        ("Wan2.1-FLF2V-14B-720P", 16 + 4 + 16, True),  # latents, mask, image latent
+        ("Wan2.1-Fun-1.3B-InP", 16 + 4 + 16, True),
+        ("Wan2.1-Fun-14B-InP", 16 + 4 + 16, True),
+        ("Wan2.1-Fun-1.3B-Control", 16 + 16 + 16, True),  # latents, control latent, image latent (no mask)
+        ("Wan2.2-I2V-A14B", 16 + 4 + 16, False),  # channel concatenation only: no k_img, no img_emb
+        ("Wan2.2-TI2V-5B", 48, False),  # the 48 channels of the Wan 2.2 VAE, no y at all
+    ],
+)
+def test_which_wan_dits_read_y_and_clip(name, in_channels, image_branch):
+    dit = _registered_dit(name)
+    assert dit.patch_embedding.in_channels == in_channels
+    assert hasattr(dit, "img_emb") == image_branch == hasattr(dit.blocks[0].cross_attn, "k_img")
+    assert dit.text_embedding[0].in_features == 4096  # umT5-XXL's width
+    if image_branch:
+        assert dit.img_emb.proj[0].normalized_shape == (1280,)  # CLIP ViT-H/14 features
 
 
-def test_tokenizer_length_and_clip_width():
-    wan = ast.parse((package_dir() / "pipelines/wan_video.py").read_text())
-    seq_lens = {
-        kw.value.value
-        for node in ast.walk(wan)
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "HuggingfaceTokenizer"
-        for kw in node.keywords
-        if kw.arg == "seq_len"
-    }
-    assert seq_lens == {512}
-    dit = ast.parse((package_dir() / "models/wan_video_dit.py").read_text())
-    widths = {
-        node.args[0].value
-        for node in ast.walk(dit)
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "MLP" and node.args
-    }
-    assert widths == {1280}
+def test_model_fn_concatenates_y_on_channels_and_prepends_projected_clip():
+    torch.manual_seed(0)
+    WanModel = wp.module("models.wan_video_dit").WanModel
+    kw = dict(dim=24, ffn_dim=48, out_dim=16, text_dim=32, freq_dim=32, eps=1e-6, patch_size=(1, 2, 2), num_heads=2)
+    i2v = WanModel(in_dim=36, num_layers=1, has_image_input=True, **kw).eval()
+    seen = {}
+    i2v.patch_embedding.register_forward_hook(lambda m, a, o: seen.update(x=a[0].shape))
+    i2v.blocks[0].cross_attn.register_forward_hook(lambda m, a, o: seen.update(context=a[1].shape))
+    latents, y, clip = torch.randn(1, 16, 3, 4, 6), torch.randn(1, 20, 3, 4, 6), torch.randn(1, 257, 1280)
+    with torch.no_grad():
+        out = wp.wan_video().model_fn_wan_video(
+            dit=i2v, latents=latents, timestep=torch.tensor([500.0]), context=torch.randn(1, 512, 32),
+            clip_feature=clip, y=y,
+        )  # fmt: skip
+    assert tuple(seen["x"]) == (1, 36, 3, 4, 6) and tuple(seen["context"]) == (1, 257 + 512, 24)
+    assert out.shape == latents.shape
+    t2v = WanModel(in_dim=16, num_layers=1, has_image_input=False, **kw).eval()
+    t2v.require_vae_embedding = True  # hand a text-to-video DiT the image condition anyway
+    with torch.no_grad(), pytest.raises(RuntimeError, match="channels"):
+        wp.wan_video().model_fn_wan_video(
+            dit=t2v, latents=latents, timestep=torch.tensor([500.0]), context=torch.randn(1, 512, 32), y=y
+        )
+
+
+def test_ti2v_gives_the_first_latent_frame_timestep_zero(monkeypatch):
+    """Wan 2.2 TI2V-5B: a timestep per token, 0 on frame 0's tokens; every block reads ``t_mod`` (B, N, 6, D)."""
+    wan_video = wp.wan_video()
+    torch.manual_seed(0)
+    dit = wp.module("models.wan_video_dit").WanModel(
+        dim=24, in_dim=16, ffn_dim=48, out_dim=16, text_dim=32, freq_dim=32, eps=1e-6, patch_size=(1, 2, 2),
+        num_heads=2, num_layers=1, has_image_input=False, seperated_timestep=True, require_vae_embedding=False,
+        require_clip_embedding=False, fuse_vae_embedding_in_latents=True,
+    ).eval()  # fmt: skip
+    seen = {}
+    embed = wan_video.sinusoidal_embedding_1d
+
+    def spy(dim, position):  # records the timesteps model_fn_wan_video embeds
+        seen["t"] = position.detach().clone()
+        return embed(dim, position)
+
+    monkeypatch.setattr(wan_video, "sinusoidal_embedding_1d", spy)
+    dit.blocks[0].register_forward_hook(lambda m, a, o: seen.update(t_mod=tuple(a[2].shape)))
+    with torch.no_grad():
+        wan_video.model_fn_wan_video(
+            dit=dit, latents=torch.randn(1, 16, 3, 4, 6), timestep=torch.tensor([700.0]),
+            context=torch.randn(1, 9, 32), fuse_vae_embedding_in_latents=True,
+        )  # fmt: skip
+    per_frame = seen["t"].view(3, 2 * 3)  # 3 latent frames of 2 x 3 tokens
+    assert per_frame[0].eq(0).all() and per_frame[1:].eq(700).all()
+    assert seen["t_mod"] == (1, 3 * 2 * 3, 6, 24)  # (B, N, 6, D), not (B, 6, D)
+
+
+def test_fun_control_y_is_control_latent_then_image_latent_without_mask():
+    process = wp.wan_video().WanVideoUnit_FunControl.process
+    control = torch.randn(1, 16, 3, 4, 6)
+    pipe = SimpleNamespace(
+        dit=SimpleNamespace(in_dim=48), load_models_to_device=lambda names: None, preprocess_video=lambda v: v,
+        device="cpu", torch_dtype=torch.float32, vae=SimpleNamespace(encode=lambda v, **kw: control.clone()),
+    )  # fmt: skip
+    unit = SimpleNamespace(onload_model_names=("vae",))
+    y_i2v = torch.cat([torch.ones(1, 4, 3, 4, 6), torch.randn(1, 16, 3, 4, 6)], dim=1)  # mask, image latent
+    latents = torch.randn(1, 16, 3, 4, 6)
+    out = process(unit, pipe, "video", 9, 32, 48, False, None, None, torch.randn(1, 257, 1280), y_i2v, latents)
+    assert tuple(out["y"].shape) == (1, 32, 3, 4, 6)
+    assert torch.equal(out["y"][:, :16], control) and torch.equal(out["y"][:, 16:], y_i2v[:, 4:])  # mask dropped
+
+
+@pytest.fixture
+def i2v_pipe(tmp_path):
+    """The real pipeline with a tiny I2V DiT (in_dim 36, image branch), stand-in encoders and VAE."""
+    kw = dict(in_dim=36, has_image_input=True)
+    path = wp.save_tiny_dit(tmp_path / "i2v.safetensors", **kw)
+    with wp.registered(path, **kw):
+        pipe = wp.from_pretrained(wp.model_config(path=path), torch_dtype=torch.float32)
+    wp.attach_standins(pipe)
+    pipe.image_encoder = wp.ImageEncoder()
+    return pipe
+
+
+def test_guidance_swaps_only_the_text(i2v_pipe):
+    from PIL import Image
+
+    rec = wp.Recorder(i2v_pipe)
+    wp.call(
+        i2v_pipe, negative_prompt="blurry", input_image=Image.new("RGB", (48, 32), (200, 30, 30)), height=32,
+        width=48, num_frames=9, num_inference_steps=1, cfg_scale=5.0, seed=0,
+    )  # fmt: skip
+    positive, negative = rec.calls
+    assert positive["y"] is negative["y"] and positive["clip_feature"] is negative["clip_feature"]  # shared
+    assert tuple(positive["y"].shape) == (1, 20, 3, 4, 6) and tuple(positive["clip_feature"].shape) == (1, 257, 1280)
+    assert not torch.equal(positive["context_tensor"], negative["context_tensor"])  # prompt vs negative prompt
+
+
+def test_clip_image_encoder_gives_257_tokens_of_width_1280():
+    """``WanImageEncoder.encode_image`` runs the ViT-H/14 tower at 224 px (``use_31_block``): 1 + 16 x 16 tokens."""
+    clip = wp.module("models.wan_video_image_encoder")
+    model = clip.clip_xlm_roberta_vit_h_14(
+        pretrained=False, return_transforms=False, dtype=torch.float32, device="meta"
+    )
+    assert (model.image_size, model.patch_size) == (224, 14)
+    with torch.no_grad():
+        tokens = model.visual(torch.empty(1, 3, 224, 224, device="meta"), use_31_block=True)
+    assert tuple(tokens.shape) == (1, 1 + (224 // 14) ** 2, 1280) == (1, 257, 1280)
+
+
+def test_the_pipeline_tokenizer_pads_and_cuts_to_512(tmp_path, monkeypatch):
+    """``from_pretrained`` builds ``HuggingfaceTokenizer(seq_len=512)``: every prompt becomes 512 ids and a mask."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<unk>", "a", "cat", "on", "the", "moon"]
+    core = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>").save_pretrained(tmp_path)
+    encoder = wp.module("models.wan_video_text_encoder")
+    monkeypatch.setattr(encoder.ftfy, "fix_text", lambda text: text, raising=False)  # ftfy is not installed here
+    pipe = wp.from_pretrained(tokenizer_config=wp.model_config(path=str(tmp_path)))
+    ids, mask = pipe.tokenizer("a cat on the moon", return_mask=True, add_special_tokens=True)
+    assert tuple(ids.shape) == tuple(mask.shape) == (1, 512) and int(mask.sum()) == 5
+    ids, mask = pipe.tokenizer("a cat " * 400, return_mask=True, add_special_tokens=True)  # 800 words: cut
+    assert tuple(ids.shape) == (1, 512) and int(mask.sum()) == 512

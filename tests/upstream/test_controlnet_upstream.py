@@ -19,7 +19,8 @@ import warnings
 import pytest
 import torch
 
-from infralens.adapters import TinyControlNet, TinyUNet
+from infralens.adapters import TinyControlNet
+from infralens.nets import TinyUNet
 
 from ._tiny import tiny_sd_unet
 
@@ -121,3 +122,116 @@ def test_unet_adds_a_residual_to_its_skip():
         plain = unet(sample, t, text).sample
         out = unet(sample, t, text, down_block_additional_residuals=bumped, mid_block_additional_residual=mid).sample
     assert not torch.allclose(out, plain, atol=1e-4)
+
+
+def test_guess_mode_scales_the_residuals_geometrically():
+    """``guess_mode=True``: residual k of n + 1 is scaled by ``10 ** (-1 + k / n)`` times ``conditioning_scale``."""
+    _, _, controlnet = tiny_unet_and_controlnet()
+    perturb(controlnet, seed=5)
+    sample, t, text, image = inputs()
+    with torch.no_grad():
+        plain = controlnet(sample, t, text, controlnet_cond=image, conditioning_scale=0.8, return_dict=False)
+        guess = controlnet(
+            sample, t, text, controlnet_cond=image, conditioning_scale=0.8, guess_mode=True, return_dict=False
+        )
+    residuals = [*plain[0], plain[1]]
+    guessed = [*guess[0], guess[1]]
+    n = len(residuals) - 1
+    ratios = [float((g.norm() / r.norm()).item()) for g, r in zip(guessed, residuals, strict=True)]
+    assert ratios == pytest.approx([10 ** (-1 + k / n) for k in range(n + 1)], rel=1e-5)  # 0.1 ... 1, mid last
+
+
+def test_control_image_is_preprocessed_to_unit_range_and_a_signed_tensor_passes_unchanged():
+    from PIL import Image
+
+    from .test_multi_control_upstream import tiny_controlnet_pipeline
+
+    pipe, _ = tiny_controlnet_pipeline(1)
+    seen = []
+    pipe.controlnet.nets[0].register_forward_hook(
+        lambda module, args, kwargs, out: seen.append(kwargs["controlnet_cond"].clone()), with_kwargs=True
+    )
+    g = torch.Generator().manual_seed(0)
+    pil = Image.fromarray((torch.rand(16, 16, 3, generator=g) * 255).to(torch.uint8).numpy())
+    signed = torch.rand(1, 3, 16, 16, generator=g) * 2 - 1  # what a VAE-style processor would give
+    for image in (pil, signed):
+        pipe(
+            prompt_embeds=torch.randn(1, 5, 12, generator=g),
+            image=[image],
+            guidance_scale=1.0,
+            num_inference_steps=1,
+            height=16,
+            width=16,
+            output_type="latent",
+        )
+    from_pil, from_tensor = seen
+    assert 0 <= from_pil.min() and from_pil.max() <= 1  # PIL 0..255 -> [0, 1], not [-1, 1]
+    assert torch.allclose(from_tensor, signed)  # no check, no rescale: the negative half arrives as it is
+
+
+@pytest.mark.parametrize(("repeat", "expected"), [(False, [0, 0, 1, 1]), (True, [0, 1, 0, 1])])
+def test_flux_adds_controlnet_residuals_by_interval_or_by_cycle(repeat, expected):
+    """Two residuals for four double-stream blocks: InstantX-style nets stretch them, XLabs-style ones cycle."""
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    flux = diffusers.FluxTransformer2DModel(
+        patch_size=1, in_channels=16, num_layers=4, num_single_layers=1, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=12, pooled_projection_dim=8, axes_dims_rope=(2, 2, 4), guidance_embeds=False,
+    ).eval()  # fmt: skip
+    outputs, inputs_ = [], []
+    for block in flux.transformer_blocks:
+        block.register_forward_hook(lambda m, a, kw, out: outputs.append(out[1]), with_kwargs=True)
+        block.register_forward_pre_hook(lambda m, a, kw: inputs_.append(kw["hidden_states"]), with_kwargs=True)
+    flux.single_transformer_blocks[0].register_forward_pre_hook(
+        lambda m, a, kw: inputs_.append(kw["hidden_states"]), with_kwargs=True
+    )
+    samples = [torch.full((1, 16, 16), 10.0 * (k + 1)) for k in range(2)]  # residual k adds 10 (k + 1)
+    with torch.no_grad():
+        flux(
+            torch.randn(1, 16, 16), encoder_hidden_states=torch.randn(1, 5, 12), pooled_projections=torch.randn(1, 8),
+            timestep=torch.tensor([0.5]), img_ids=torch.zeros(16, 3), txt_ids=torch.zeros(5, 3),
+            controlnet_block_samples=samples, controlnet_blocks_repeat=repeat,
+        )  # fmt: skip
+    added = [(nxt - out).mean().item() / 10 - 1 for out, nxt in zip(outputs, inputs_[1:], strict=True)]
+    assert [round(a) for a in added] == expected
+
+
+def test_the_default_control_embedding_downsamples_by_8_with_three_stride_2_convs():
+    """``ControlNetModel()``'s defaults (SD 1.5 sizes, built on the meta device): pixels to the latent grid."""
+    diffusers = pytest.importorskip("diffusers")
+    with torch.device("meta"):
+        embedding = diffusers.ControlNetModel().controlnet_cond_embedding
+    strides = [m.stride[0] for m in embedding.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert strides.count(2) == 3 and set(strides) == {1, 2}  # 2 ** 3 = 8, the VAE's factor
+    assert embedding(torch.empty(1, 3, 512, 512, device="meta")).shape[-2:] == (64, 64)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # FluxControlNetModel imports a deprecated FluxPosEmbed
+def test_flux_controlnet_pipeline_vae_encodes_the_control_image_for_instantx_nets():
+    """A FLUX ControlNet without ``input_hint_block`` (InstantX-style) receives the VAE's packed latent of the image."""
+    diffusers = pytest.importorskip("diffusers")
+    from ._tiny import tiny_flux_pipeline
+
+    base = tiny_flux_pipeline()
+    controlnet = diffusers.FluxControlNetModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=(4, 4, 8),
+    ).eval()  # fmt: skip
+    assert controlnet.input_hint_block is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = diffusers.FluxControlNetPipeline(controlnet=controlnet, **base.components)
+    pipe.set_progress_bar_config(disable=True)
+    encoded, received = [], []
+    encode = pipe.vae.encode
+    pipe.vae.encode = lambda x, *args, **kwargs: encoded.append(tuple(x.shape)) or encode(x, *args, **kwargs)
+    controlnet.register_forward_hook(
+        lambda m, args, kwargs, out: received.append(tuple(kwargs["controlnet_cond"].shape)), with_kwargs=True
+    )
+    with torch.no_grad():
+        pipe(
+            prompt_embeds=torch.randn(1, 5, 32), pooled_prompt_embeds=torch.randn(1, 32),
+            control_image=torch.rand(1, 3, 16, 16), num_inference_steps=1, height=16, width=16, output_type="latent",
+        )  # fmt: skip
+    assert encoded == [(1, 3, 16, 16)]  # the control image, through the VAE
+    assert received == [(1, 16, 16)]  # (B, tokens, 4 channels x 2x2): packed like the latent, not pixels

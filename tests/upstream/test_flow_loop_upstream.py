@@ -1,14 +1,15 @@
-"""Lab 04 facts against the real packages: the sampling loop, its call count, and dynamic shift.
+"""Lab 04 facts against diffusers: where its flow-matching schedulers coincide with DiffSynth's, and where not.
 
-* ``flow_sample`` gives the latents of DiffSynth-Studio's Wan loop (the lines of
-  ``WanVideoPipeline.__call__``: a positive call, a negative one when
-  ``cfg_scale != 1``, ``nega + cfg * (posi - nega)``, ``FlowMatchScheduler.step``)
-  and makes the same number of denoiser calls.
+(DiffSynth-Studio's own loop, ``WanVideoPipeline.__call__``, is run against
+``flow_sample`` in ``test_wan_pipeline_upstream.py``.)
+
 * Where diffusers' ``FlowMatchEulerDiscreteScheduler`` coincides with DiffSynth
   (the Wan grid passed as ``sigmas`` with a static shift), its sigmas and its
   Euler loop agree with infralens.
 * ``dynamic_shift`` is diffusers' ``calculate_shift`` (FLUX.1) followed by the
   exponential time shift, which equals ``shift_sigmas`` with ``s = exp(mu)``.
+* The scheduler diffusers documents for Wan, ``UniPCMultistepScheduler`` with
+  ``flow_prediction``, visits integer timesteps on another grid than DiffSynth's.
 """
 
 from __future__ import annotations
@@ -19,66 +20,10 @@ import warnings
 import pytest
 import torch
 
-from infralens.diffusion import (
-    GaussianVelocity,
-    TinyDenoiser,
-    dynamic_shift,
-    flow_sample,
-    flow_sigmas,
-    shift_sigmas,
-)
-
-from ._diffsynth import load_module
+from infralens.diffusion import dynamic_shift, flow_sample, flow_sigmas, shift_sigmas
+from infralens.nets import TinyDenoiser
 
 pytestmark = pytest.mark.upstream
-
-
-class Counting(torch.nn.Module):
-    def __init__(self, inner):
-        super().__init__()
-        self.inner, self.calls = inner, 0
-
-    def forward(self, latents, timesteps, text):
-        self.calls += 1
-        return self.inner(latents, timesteps, text)
-
-
-def diffsynth_loop(model, latents, posi, nega, cfg_scale, steps, shift):
-    """The denoising lines of DiffSynth-Studio's WanVideoPipeline.__call__, with ``model`` as model_fn."""
-    scheduler = load_module("diffusion/flow_match.py").FlowMatchScheduler("Wan")
-    scheduler.set_timesteps(steps, denoising_strength=1.0, shift=shift)
-    for progress_id, timestep in enumerate(scheduler.timesteps):
-        t = timestep.unsqueeze(0)
-        with torch.no_grad():
-            noise_pred_posi = model(latents, t, posi)
-            if cfg_scale != 1.0:
-                noise_pred_nega = model(latents, t, nega)
-                noise_pred = noise_pred_nega + cfg_scale * (noise_pred_posi - noise_pred_nega)
-            else:
-                noise_pred = noise_pred_posi
-        latents = scheduler.step(noise_pred, scheduler.timesteps[progress_id], latents)
-    return latents
-
-
-@pytest.mark.parametrize(("cfg_scale", "steps", "shift"), [(1.0, 4, 5.0), (5.0, 4, 5.0), (3.0, 7, 3.0)])
-def test_loop_matches_diffsynth(cfg_scale, steps, shift):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 4, 8, 8, generator=g)
-    posi, nega = torch.randn(1, 6, 16, generator=g), torch.randn(1, 6, 16, generator=g)
-    theirs_model, ours_model = Counting(TinyDenoiser()), Counting(TinyDenoiser())
-    theirs = diffsynth_loop(theirs_model, x, posi, nega, cfg_scale, steps, shift)
-    ours = flow_sample(
-        ours_model, x, flow_sigmas("Wan", steps, shift=shift), posi, negative_text=nega, guidance_scale=cfg_scale
-    )
-    assert torch.allclose(ours, theirs, atol=1e-4)
-    assert ours_model.calls == theirs_model.calls == steps * (1 if cfg_scale == 1.0 else 2)
-
-
-def test_diffsynth_loop_lands_on_a_point_mass():
-    field = GaussianVelocity(mean=-0.25, std=0.0)
-    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
-    out = diffsynth_loop(field, x, None, None, 1.0, 6, 5.0)
-    assert torch.allclose(out, torch.full_like(out, -0.25), atol=1e-5)
 
 
 def _diffusers_scheduler(**config):
@@ -121,31 +66,15 @@ def test_dynamic_shift_is_calculate_shift_and_exponential_time_shift(seq_len):
     assert torch.allclose(sched.sigmas[:-1], shift_sigmas(grid, dynamic_shift(seq_len)).float(), atol=1e-6)
 
 
-def _call_defaults(relative: str, cls: str) -> dict[str, object]:
-    """Keyword defaults of ``cls.__call__`` in a DiffSynth pipeline file, read with ``ast`` (no import)."""
-    import ast
-
-    from ._diffsynth import package_dir
-
-    tree = ast.parse((package_dir() / relative).read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == cls:
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == "__call__":
-                    args = item.args.args[-len(item.args.defaults) :]
-                    found = {}
-                    for a, d in zip(args, item.args.defaults, strict=True):
-                        try:
-                            found[a.arg] = ast.literal_eval(d)
-                        except ValueError:
-                            continue  # a non-literal default such as progress_bar_cmd=tqdm
-                    return found
-    raise LookupError(f"{cls}.__call__ not in diffsynth/{relative}")
-
-
-def test_pipeline_defaults_quoted_on_the_page():
-    wan = _call_defaults("pipelines/wan_video.py", "WanVideoPipeline")
-    assert (wan["num_inference_steps"], wan["sigma_shift"], wan["cfg_scale"]) == (50, 5.0, 5.0)
-    assert wan["cfg_merge"] is False and wan["switch_DiT_boundary"] == 0.875
-    flux = _call_defaults("pipelines/flux_image.py", "FluxImagePipeline")
-    assert (flux["cfg_scale"], flux["embedded_guidance"], flux["sigma_shift"]) == (1.0, 3.5, None)
+def test_diffusers_documented_wan_scheduler_is_not_diffsynths():
+    """``WanPipeline``'s docstring swaps in ``UniPCMultistepScheduler(flow_shift=3.0)`` for 480p."""
+    diffusers = pytest.importorskip("diffusers")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        unipc = diffusers.UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
+        )
+    unipc.set_timesteps(50)
+    assert unipc.timesteps.dtype == torch.int64 and unipc.timesteps[0].item() == 999  # integers, from 999
+    ours = flow_sigmas("Wan", 50, shift=3.0)  # DiffSynth's grid at the same shift
+    assert len(unipc.timesteps) == len(ours) and not torch.allclose(unipc.sigmas[:-1].float(), ours, atol=1e-3)

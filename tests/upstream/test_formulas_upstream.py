@@ -28,6 +28,7 @@ from infralens.diffusion import (  # noqa: E402
     predict_x0_from_eps,
     rescale_zero_terminal_snr,
     shift_sigmas,
+    snr,
     v_target,
 )
 
@@ -107,6 +108,48 @@ def test_low_precision_add_noise_differs_on_purpose(gen):
         (1 - sched.alphas_cumprod[0].double()).sqrt() * noise.double()
     )
     assert (ours.double() - exact).abs().max() <= (theirs.double() - exact).abs().max()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "start", "end", "lost"),
+    [("linear", 1e-4, 0.02, list(range(10))), ("scaled_linear", 0.00085, 0.012, [0, 1])],
+)
+def test_bf16_add_noise_in_diffusers_returns_x0_at_the_first_timesteps(schedule, start, end, lost):
+    """DDPMScheduler.add_noise on bf16 latents: x_t == x0 bit for bit at t = 0..9 (linear betas) and at
+    t = 0, 1 (Stable Diffusion's scaled_linear betas); ours keeps noise at every t."""
+    sched = DDPMScheduler(beta_schedule=schedule, beta_start=start, beta_end=end)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(1000, 4, 4, 4, generator=g).bfloat16()
+    eps = torch.randn(1000, 4, 4, 4, generator=g).bfloat16()
+    t = torch.arange(1000)
+    theirs = sched.add_noise(x0, eps, t)
+    assert [i for i in range(1000) if torch.equal(theirs[i], x0[i])] == lost
+    ours = add_noise(x0, eps, sched.alphas_cumprod)
+    assert not any(torch.equal(ours[i], x0[i]) for i in range(1000))
+    # the bf16 noise coefficient diffusers uses is off by 100% below t = 50 at worst, a few percent beyond
+    exact = (1 - sched.alphas_cumprod.double()).sqrt()
+    rel = ((1 - sched.alphas_cumprod.bfloat16()).sqrt().double() - exact).abs() / exact
+    assert rel[:50].max() == 1.0 and rel[50:].max() < 0.03
+
+
+def test_training_utils_snr_is_ours():
+    """diffusers.training_utils.compute_snr (min-SNR loss weighting) is alpha_bar / (1 - alpha_bar)."""
+    from diffusers.training_utils import compute_snr
+
+    sched = DDPMScheduler()
+    t = torch.tensor([0, 250, 500, 999])
+    assert torch.allclose(compute_snr(sched, t), snr(sched.alphas_cumprod[t]), rtol=1e-5)
+
+
+def test_flow_training_samples_sigma_logit_normally():
+    """SD3/FLUX-style training draws sigma from a logit-normal density, not uniformly: the middle fifth of
+    [0, 1] gets about 31% of draws, each outer fifth about 8%."""
+    from diffusers.training_utils import compute_density_for_timestep_sampling
+
+    torch.manual_seed(0)
+    u = compute_density_for_timestep_sampling("logit_normal", batch_size=200_000, logit_mean=0.0, logit_std=1.0)
+    share = torch.histc(u, bins=5, min=0, max=1) / len(u)
+    assert 0.30 < share[2] < 0.33 and share[0] < 0.1 and share[4] < 0.1
 
 
 @pytest.mark.parametrize("shift", [1.0, 3.0, 5.0])

@@ -3,13 +3,14 @@
 ``StableDiffusionPipeline`` runs one denoiser call per step on a doubled batch ``[uncond, cond]``;
 ``WanPipeline`` runs two calls per step, conditional first; both guide only when
 ``guidance_scale > 1``. Each pipeline's guided prediction is compared with ``cfg_combine`` on the
-outputs recorded from its own denoiser. Also asserts the source lines the Lab 04 page cites.
+outputs recorded from its own denoiser. Then the traps around it: at ``guidance_scale=1`` the negative
+prompt is dropped; SDXL's default unconditional branch is zeros; FLUX.1-dev's ``guidance_scale`` is an
+embedding (a second call needs ``true_cfg_scale > 1``) and its transformer receives sigma, not 1000 sigma;
+the paper's guidance weight is diffusers' minus one. The page's source links are checked by
+``test_citations.py``.
 """
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import pytest
 
@@ -25,7 +26,7 @@ from diffusers import (  # noqa: E402
 
 from infralens.diffusion import cfg_combine  # noqa: E402
 
-from ._tiny import tiny_sd_pipeline  # noqa: E402
+from ._tiny import tiny_flux_pipeline, tiny_sd_pipeline, tiny_sd_unet  # noqa: E402
 
 pytestmark = [
     pytest.mark.upstream,
@@ -140,32 +141,140 @@ def test_wan_runs_two_passes(scale):
         assert len(calls) == STEPS and all(torch.equal(t, cond) for _, t, _ in calls)
 
 
-def diffusers_file(relative: str) -> list[str]:
-    root = Path(importlib.util.find_spec("diffusers").origin).parent
-    return (root / relative).read_text().splitlines()
+def test_scale_one_drops_the_negative_prompt():
+    """At guidance_scale=1 StableDiffusionPipeline runs the prompt alone: two different negative prompts give
+    bit-identical latents."""
+    pipe = tiny_sd_pipeline()
+    batches = []
+    pipe.unet.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    cond = torch.randn(1, 5, 12)
+    outs = [
+        pipe(
+            prompt_embeds=cond,
+            negative_prompt_embeds=torch.randn(1, 5, 12),
+            guidance_scale=1.0,
+            num_inference_steps=STEPS,
+            height=16,
+            width=16,
+            output_type="latent",
+            generator=torch.Generator().manual_seed(0),
+        ).images
+        for _ in range(2)
+    ]
+    assert batches == [1] * (2 * STEPS) and torch.equal(outs[0], outs[1])
 
 
-SD = "pipelines/stable_diffusion/pipeline_stable_diffusion.py"
-WAN = "pipelines/wan/pipeline_wan.py"
-# Lines cited (with a link) on the Lab 04 page: (file, line number in diffusers 0.42.1, text the line holds).
-CITED = [
-    (SD, 764, "return self._guidance_scale > 1 and self.unet.config.time_cond_proj_dim is None"),
-    (SD, 1037, "latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents"),
-    (SD, 1054, "noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)"),
-    (SD, 1055, "noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)"),
-    (WAN, 364, "return self._guidance_scale > 1.0"),
-    ("pipelines/flux/pipeline_flux.py", 771, "do_true_cfg = true_cfg_scale > 1 and has_neg_prompt"),
-    (WAN, 621, "noise_pred = current_model("),
-    (WAN, 624, "encoder_hidden_states=prompt_embeds,"),
-    (WAN, 629, "if self.do_classifier_free_guidance:"),
-    (WAN, 631, "noise_uncond = current_model("),
-    (WAN, 634, "encoder_hidden_states=negative_prompt_embeds,"),
-    (WAN, 638, "noise_pred = noise_uncond + current_guidance_scale * (noise_pred - noise_uncond)"),
-]
+def test_sdxl_default_unconditional_branch_is_zeros():
+    """StableDiffusionXLPipeline (force_zeros_for_empty_prompt=True) guides against zero embeddings, not against
+    the encoding of the empty prompt, when no negative prompt is given."""
+    sd = tiny_sd_pipeline()
+    xl = diffusers.StableDiffusionXLPipeline(
+        vae=sd.vae,
+        text_encoder=None,
+        text_encoder_2=None,
+        tokenizer=None,
+        tokenizer_2=None,
+        unet=tiny_sd_unet(),
+        scheduler=diffusers.EulerDiscreteScheduler(),
+    )
+    assert xl.config.force_zeros_for_empty_prompt is True
+    _, negative, _, negative_pooled = xl.encode_prompt(
+        prompt=None,
+        prompt_embeds=torch.randn(1, 5, 12),
+        pooled_prompt_embeds=torch.randn(1, 8),
+        do_classifier_free_guidance=True,
+        device=torch.device("cpu"),
+    )
+    assert negative.shape == (1, 5, 12) and not negative.any() and not negative_pooled.any()
 
 
-@pytest.mark.parametrize(("relative", "line", "text"), CITED, ids=lambda v: str(v))
-def test_cited_source_lines(relative, line, text):
-    if diffusers.__version__ != "0.42.1":
-        pytest.skip(f"line numbers are those of diffusers 0.42.1, not {diffusers.__version__}")
-    assert text in diffusers_file(relative)[line - 1]
+def flux_call_timesteps(pipe, true_cfg_scale):
+    seen = []
+    handle = pipe.transformer.register_forward_hook(
+        lambda module, args, kwargs, out: seen.append(float(kwargs["timestep"][0])), with_kwargs=True
+    )
+    g = torch.Generator().manual_seed(0)
+    pipe(
+        prompt_embeds=torch.randn(1, 6, 32, generator=g),
+        pooled_prompt_embeds=torch.randn(1, 32, generator=g),
+        negative_prompt_embeds=torch.randn(1, 6, 32, generator=g),
+        negative_pooled_prompt_embeds=torch.randn(1, 32, generator=g),
+        true_cfg_scale=true_cfg_scale,
+        guidance_scale=3.5,
+        height=16,
+        width=16,
+        num_inference_steps=STEPS,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    )
+    handle.remove()
+    return seen
+
+
+def test_flux_guidance_is_an_embedding_and_true_cfg_doubles_the_calls():
+    """FLUX.1-dev layout (guidance_embeds=True): guidance_scale=3.5 with a negative prompt makes one transformer
+    call per step; true_cfg_scale=4 makes two. The transformer receives timestep / 1000, i.e. sigma."""
+    pipe = tiny_flux_pipeline()
+    once = flux_call_timesteps(pipe, 1.0)
+    assert len(once) == STEPS
+    assert len(flux_call_timesteps(pipe, 4.0)) == 2 * STEPS
+    sigmas = pipe.scheduler.sigmas[:STEPS].tolist()
+    assert once[0] == 1.0 and all(0 < t <= 1 for t in once)
+    assert [round(t, 4) for t in once] == [round(s, 4) for s in sigmas]
+
+
+def test_flux_transformer_multiplies_the_timestep_back():
+    """A custom loop passing scheduler.timesteps (1000 sigma) straight to FluxTransformer2DModel feeds it
+    timestep 1000 times too large: its output changes."""
+    transformer = tiny_flux_pipeline().transformer
+    kwargs = dict(
+        hidden_states=torch.randn(1, 4, 16),
+        encoder_hidden_states=torch.randn(1, 6, 32),
+        pooled_projections=torch.randn(1, 32),
+        guidance=torch.tensor([3.5]),
+        txt_ids=torch.zeros(6, 3),
+        img_ids=torch.zeros(4, 3),
+        return_dict=False,
+    )
+    with torch.no_grad():
+        right = transformer(timestep=torch.tensor([0.5]), **kwargs)[0]
+        wrong = transformer(timestep=torch.tensor([500.0]), **kwargs)[0]
+    assert (right - wrong).abs().max() > 0.01
+
+
+def test_the_papers_weight_is_diffusers_weight_minus_one():
+    """diffusers' ClassifierFreeGuidance guider: the default is cfg_combine(u, c, w); Ho & Salimans' formulation
+    (use_original_formulation=True), c + w (c - u), is cfg_combine(u, c, w + 1)."""
+    from diffusers.guiders import ClassifierFreeGuidance
+
+    g = torch.Generator().manual_seed(0)
+    c, u = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 4, 8, 8, generator=g)
+    w = 7.5
+    default = ClassifierFreeGuidance(guidance_scale=w).forward(c, u).pred
+    original = ClassifierFreeGuidance(guidance_scale=w, use_original_formulation=True).forward(c, u).pred
+    assert torch.allclose(default, cfg_combine(u, c, w), atol=1e-5)
+    assert torch.allclose(original, cfg_combine(u, c, w + 1), atol=1e-5)
+    assert not torch.allclose(original, cfg_combine(u, c, w), atol=1e-3)
+
+
+def test_sd_skips_cfg_for_a_unet_with_a_guidance_embedding():
+    """A UNet built with ``time_cond_proj_dim`` (guidance-distilled, e.g. LCM) takes w as an embedding:
+    StableDiffusionPipeline then makes one call on batch 1 per step even at guidance_scale=7.5."""
+    pipe = tiny_sd_pipeline()
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel.from_config(pipe.unet.config, time_cond_proj_dim=8).eval()
+    pipe = diffusers.StableDiffusionPipeline(**{**pipe.components, "unet": unet}, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    calls, _ = record(pipe, pipe.unet)
+    pipe(
+        prompt_embeds=torch.randn(1, 5, 12),
+        negative_prompt_embeds=torch.randn(1, 5, 12),
+        guidance_scale=7.5,
+        num_inference_steps=STEPS,
+        height=16,
+        width=16,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert not pipe.do_classifier_free_guidance
+    assert [batch for batch, _, _ in calls] == [1] * STEPS

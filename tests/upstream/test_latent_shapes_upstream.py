@@ -534,3 +534,102 @@ def test_flux_sizes_not_multiple_of_16(height):
     tokens = torch.zeros(1, (floored // 16) * 2, 64)
     unpacked = FLUX._unpack_latents(tokens, height, 32, 8)
     assert unpacked.shape[-2] * 8 == floored != height
+
+
+# ---------------------------------------------------------------------------
+# Outside the rules (DiffSynth Lab 03): leftover frames, Wan 2.2 sizes, patch sizes
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("family", "variant", "frames", "changed"),
+    [
+        ("wan2.1", "", 9, "none"),  # the 3 extra frames are dropped
+        ("ltxvideo", "0.9.0", 9, "none"),
+        ("cogvideox", "", 9, "all"),  # the remainder goes into the first frame batch; group norms see all frames
+        ("cogvideox", "", 17, "all"),  # two frame batches of 8: still every latent frame
+        ("hunyuanvideo", "", 9, "all"),
+    ],
+)
+def test_leftover_frames_change_which_latent_frames(family, variant, frames, changed):
+    """Encode F and F + 3 frames (the same first F): which latent frames do the 3 leftover frames change?"""
+    size = 64 if family == "ltxvideo" else (16 if frames > 9 else 32)
+    x = pixels(family, size, size, frames + 3)
+    short, long = encode(family, x[:, :, :frames], variant), encode(family, x, variant)
+    assert short.shape == long.shape  # same latent frame count: the extra frames are not a latent frame
+    moved = [i for i in range(short.shape[2]) if not torch.allclose(short[:, :, i], long[:, :, i], atol=1e-5)]
+    assert moved == ([] if changed == "none" else list(range(short.shape[2])))
+
+
+def test_diffusers_wan_pipeline_rounds_wan22_sizes_down_to_multiples_of_32():
+    """With the Wan 2.2 VAE (16x) and 2x2 patches, WanPipeline turns 720 into 704, with a logged warning."""
+    import logging
+
+    torch.manual_seed(0)
+    transformer = diffusers.WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=48, out_channels=48,
+        text_dim=32, freq_dim=32, ffn_dim=48, num_layers=1,
+    ).eval()  # fmt: skip
+    pipe = diffusers.WanPipeline(
+        tokenizer=None, text_encoder=None, vae=tiny_vae("wan2.2"),
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0), transformer=transformer,
+    )  # fmt: skip
+    pipe.set_progress_bar_config(disable=True)
+    seen = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("diffusers.pipelines.wan.pipeline_wan")  # diffusers' loggers do not propagate
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = pipe(prompt_embeds=torch.randn(1, 512, 32), height=720, width=1280, num_frames=5,
+                       num_inference_steps=1, guidance_scale=1.0, output_type="latent").frames  # fmt: skip
+    finally:
+        logger.removeHandler(handler)
+    assert tuple(out.shape[-2:]) == (704 // 16, 1280 // 16)
+    assert any("Adjusting (720, 1280) -> (704, 1280)" in m for m in seen)
+    with pytest.raises(ValueError, match="nearest valid: 704 or 736"):
+        from infralens.calculators import latent_tokens
+
+        latent_tokens("wan2.2", height=720, width=1280, frames=121)
+
+
+@pytest.mark.parametrize(
+    ("family", "cls_name", "tokens"),
+    [
+        ("wan2.1", "WanTransformer3DModel", 21 * 30 * 52),
+        ("hunyuanvideo", "HunyuanVideoTransformer3DModel", 21 * 30 * 52),
+        ("cogvideox", "CogVideoXTransformer3DModel", 21 * 30 * 52),
+        ("ltxvideo", "LTXVideoTransformer3DModel", 11 * 15 * 26),  # patch 1: every latent cell is a token
+    ],
+)
+def test_video_transformer_patch_sizes_give_the_token_counts(family, cls_name, tokens):
+    """The transformer's own patch sizes (class defaults: each family's first release) and the 480x832x81 tokens."""
+    from infralens.calculators import latent_tokens
+
+    defaults = inspect.signature(getattr(diffusers, cls_name).__init__).parameters
+    patch = defaults["patch_size"].default
+    if isinstance(patch, int):
+        patch_t = defaults["patch_size_t"].default if "patch_size_t" in defaults else None
+        patch = (patch_t or 1, patch, patch)
+    assert tuple(patch) == LATENT_FAMILIES[family].patch
+    assert latent_tokens(family, height=480, width=832, frames=81).tokens == tokens
+
+
+@pytest.mark.parametrize(
+    ("family", "variant", "height", "decoded"),
+    [
+        ("wan2.1", "", 60, 56),  # down
+        ("cogvideox", "", 60, 56),  # down
+        ("hunyuanvideo", "", 60, 64),  # up
+        ("ltxvideo", "0.9.0", 48, 64),  # up
+        ("ltxvideo", "0.9.0", 66, None),  # not a multiple of the 4x4 patchify: raises
+        ("wan2.2", "", 40, None),  # a multiple of 8, not of 16: raises
+    ],
+)
+def test_heights_off_the_grid_round_down_up_or_raise(family, variant, height, decoded):
+    frames = 1 + LATENT_FAMILIES[family].temporal_factor
+    width = 64
+    back = round_trip(family, pixels(family, height, width, frames), variant)
+    assert (back[3] if back else None) == decoded

@@ -3,12 +3,12 @@
 * the parameter counts behind the offload tables, against the classes
   instantiated on the meta device (no weights, no memory);
 * the blended VAE tiling, against ``AutoencoderKL`` with ``enable_tiling()``;
-* the names and defaults of the memory knobs the pages cite.
+* the names and defaults of diffusers' memory knobs the pages cite (DiffSynth's
+  VRAM management is run in ``test_diffsynth_vram_upstream.py``).
 """
 
 from __future__ import annotations
 
-import ast
 import inspect
 
 import pytest
@@ -25,7 +25,8 @@ from infralens.memory import (  # noqa: E402
     wan_dit_layer_params,
 )
 
-from ._diffsynth import load_module, package_dir  # noqa: E402
+from ._diffsynth import load_module  # noqa: E402
+from ._diffsynth_wan import diffsynth_module  # noqa: E402
 
 pytestmark = pytest.mark.upstream
 
@@ -75,7 +76,7 @@ def test_umt5_encoder_units():
 
 
 def test_defaults_are_diffsynth_wan21_14b():
-    """Our defaults are DiffSynth-Studio's Wan2.1-T2V-14B transformer config and its WanTextEncoder defaults."""
+    """Our defaults are DiffSynth-Studio's Wan2.1-T2V-14B transformer config; its WanTextEncoder() counts as ours."""
     configs = load_module("configs/model_configs.py").wan_series
     dit = next(
         c["extra_kwargs"]
@@ -93,16 +94,13 @@ def test_defaults_are_diffsynth_wan21_14b():
     one_b = next(c["extra_kwargs"] for c in configs if c.get("extra_kwargs", {}).get("dim") == 1536)
     assert (one_b["ffn_dim"], one_b["num_layers"]) == (8960, 30)
 
-    tree = ast.parse((package_dir() / "models/wan_video_text_encoder.py").read_text())
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "WanTextEncoder")
-    init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
-    names = [a.arg for a in init.args.args[-len(init.args.defaults) :]]
-    theirs = {n: ast.literal_eval(d) for n, d in zip(names, init.args.defaults, strict=True)}
-    ours = inspect.signature(umt5_encoder_layer_params).parameters
-    for name in ("vocab", "dim", "dim_attn", "num_heads", "num_layers", "num_buckets"):
-        assert theirs[name] == ours[name].default, name
-    assert theirs["dim_ffn"] == ours["ffn_dim"].default
-    assert theirs["shared_pos"] is False  # one relative-position table per block, as counted
+    text = diffsynth_module("models.wan_video_text_encoder")
+    with torch.device("meta"):
+        encoder = text.WanTextEncoder()  # DiffSynth's defaults: the UMT5-XXL encoder Wan uses
+    units = umt5_encoder_layer_params()
+    assert units[0] == encoder.token_embedding.weight.numel()
+    assert list(units[1:-1]) == [count(b) for b in encoder.blocks]  # one relative-position table per block
+    assert sum(units) == count(encoder)
 
 
 def tiny_kl_vae() -> AutoencoderKL:
@@ -167,57 +165,3 @@ def test_memory_knobs_exist_where_the_pages_say():
     assert WanPipeline.model_cpu_offload_seq == "text_encoder->transformer->transformer_2->vae"
     params = inspect.signature(WanPipeline.__call__).parameters
     assert (params["num_inference_steps"].default, params["guidance_scale"].default) == (50, 5.0)
-
-
-def _methods(relative: str, cls: str) -> dict[str, ast.FunctionDef]:
-    tree = ast.parse((package_dir() / relative).read_text())
-    node = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls)
-    return {f.name: f for f in node.body if isinstance(f, ast.FunctionDef)}
-
-
-def _defaults(fn: ast.FunctionDef) -> dict[str, object]:
-    args = fn.args.args[-len(fn.args.defaults) :] if fn.args.defaults else []
-    named = {a.arg: ast.literal_eval(d) for a, d in zip(args, fn.args.defaults, strict=True) if _literal(d)}
-    named |= {a.arg: ast.literal_eval(d) for a, d in zip(fn.args.kwonlyargs, fn.args.kw_defaults, strict=True)
-              if d is not None and _literal(d)}  # fmt: skip
-    return named
-
-
-def _literal(node: ast.AST) -> bool:
-    try:
-        ast.literal_eval(node)
-    except ValueError:
-        return False
-    return True
-
-
-def _names(fn: ast.FunctionDef) -> set[str]:
-    return {n.attr for n in ast.walk(fn) if isinstance(n, ast.Attribute)}
-
-
-def test_diffsynth_vram_management_as_the_lab_reads_it():
-    """DiffSynth Lab 08 describes this code; fail loudly if a new DiffSynth-Studio changes it."""
-    layers = "core/vram/layers.py"
-    base = _methods(layers, "AutoTorchModule")
-    assert {"check_free_vram", "offload", "onload"} <= set(base)
-    # used memory (total - free, from mem_get_info) compared with vram_limit
-    assert {"mem_get_info", "vram_limit"} <= _names(base["check_free_vram"])
-    linear = _methods(layers, "AutoWrappedLinear")
-    # forward: become resident (preparing) while under the limit, else compute on a temporary copy
-    assert {"check_free_vram", "preparing", "computation", "vram_limit"} <= _names(linear["forward"])
-    assert "cast_to" in _names(linear["computation"])
-    assert {"float8_e4m3fn", "enable_fp8"} <= _names(linear["__init__"])  # fp8 as a computation dtype
-    pipeline = _methods("diffusion/base_pipeline.py", "BasePipeline")
-    assert {"offload", "onload"} <= _names(pipeline["load_models_to_device"])
-    wan = _methods("pipelines/wan_video.py", "WanVideoPipeline")
-    assert _defaults(wan["from_pretrained"])["vram_limit"] is None
-    call = _defaults(wan["__call__"])
-    assert (call["cfg_scale"], call["cfg_merge"], call["num_inference_steps"]) == (5.0, False, 50)
-    maps = load_module("configs/vram_management_module_maps.py").VRAM_MANAGEMENT_MODULE_MAPS
-    dit_map = maps["diffsynth.models.wan_video_dit.WanModel"]
-    assert dit_map["torch.nn.Linear"] == "diffsynth.core.vram.layers.AutoWrappedLinear"
-    assert dit_map["diffsynth.models.wan_video_dit.DiTBlock"].endswith("AutoWrappedNonRecurseModule")
-    assert "torch.nn.Embedding" in maps["diffsynth.models.wan_video_text_encoder.WanTextEncoder"]
-    fields = _methods("core/loader/config.py", "ModelConfig")["vram_config"]
-    keys = {k.value for k in ast.walk(fields) if isinstance(k, ast.Constant) and isinstance(k.value, str)}
-    assert {"offload_device", "onload_device", "preparing_device", "computation_device"} <= keys

@@ -4,26 +4,37 @@
   ``MultiControlNetModel`` of two nets calls *every* net at *every* step; the
   ``conditioning_scale`` each receives is ``control_schedule``'s row for that
   step (weight inside the window, 0 outside).
-* DiffSynth-Studio: ``MultiControlNet.forward`` of the FLUX.1 pipeline
-  (compiled alone from ``pipelines/flux_image.py``) runs exactly the nets that
-  ``diffsynth_control_active`` says are on, scales them by ``scale`` and sums
-  them; ``ControlNetInput`` defaults to ``start=1.0, end=0.0``. The Qwen-Image
-  blockwise version widens both ends by 1e-4; on windows given to two decimals
-  it selects the same steps.
+* DiffSynth-Studio: the FLUX.1 pipeline's ``MultiControlNet``, with stand-in
+  nets, runs exactly the nets that ``diffsynth_control_active`` says are on,
+  scales them by ``scale`` and sums them; ``ControlNetInput`` defaults to
+  ``start=1.0, end=0.0``. The Qwen-Image blockwise version widens both ends by
+  1e-4; on windows given to two decimals it selects the same steps.
+* diffusers' SD ControlNet pipeline reads a PIL control image in [0, 1] and
+  passes a tensor through unchanged.
+* VACE, Wan's control branch: DiffSynth's ``WanVideoUnit_VACE`` builds the
+  96-channel context ``vace_context`` builds, and ``model_fn_wan_video`` adds
+  the hints after the blocks in ``vace_layers``, times ``vace_scale``, as
+  ``inject_vace_hints`` does.
 """
 
 from __future__ import annotations
 
-import ast
 import warnings
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from infralens.adapters import ControlWindow, control_schedule, diffsynth_control_active
+from infralens.adapters import (
+    ControlWindow,
+    control_schedule,
+    diffsynth_control_active,
+    inject_vace_hints,
+    vace_context,
+    vace_mask_latents,
+)
 
-from ._diffsynth import package_dir
+from ._diffsynth_wan import diffsynth_module, wan_video
 from ._tiny import tiny_sd_unet
 
 pytestmark = pytest.mark.upstream
@@ -101,30 +112,26 @@ def test_diffusers_runs_every_net_every_step_with_the_scheduled_scale(steps, win
     assert torch.allclose(seen, control_schedule(controls, steps), atol=1e-6)
 
 
-def _compile_method(relative: str, cls: str, name: str):
-    """One method of one class, compiled alone with annotations dropped (they name classes we do not import)."""
-    tree = ast.parse((package_dir() / relative).read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == cls:
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == name:
-                    for arg in [*item.args.args, *item.args.kwonlyargs]:
-                        arg.annotation = None
-                    item.returns = None
-                    namespace: dict = {"torch": torch}
-                    exec(compile(ast.Module([item], []), relative, "exec"), namespace)
-                    return namespace[name]
-    raise LookupError(f"{cls}.{name} not found in diffsynth/{relative}")
+class _StandInControlNet(torch.nn.Module):
+    """A ControlNet for DiffSynth's FLUX.1 MultiControlNet: residuals proportional to its conditioning."""
+
+    def __init__(self, index: int, runs: list):
+        super().__init__()
+        self.index, self.runs = index, runs
+
+    def forward(self, controlnet_conditioning, processor_id=None, step=None, **kwargs):
+        self.runs.append((step, self.index))
+        return [controlnet_conditioning.clone()], [2 * controlnet_conditioning]
+
+    def blockwise_forward(self, image, conditioning, block_id):  # the Qwen-Image blockwise interface
+        self.runs.append((None, self.index))
+        return conditioning
 
 
 def test_diffsynth_control_input_defaults():
-    tree = ast.parse((package_dir() / "utils/controlnet/controlnet_input.py").read_text())
-    fields = {
-        node.target.id: ast.literal_eval(node.value)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.AnnAssign) and node.value is not None and isinstance(node.value, ast.Constant)
-    }
-    assert fields["scale"] == 1.0 and fields["start"] == 1.0 and fields["end"] == 0.0
+    ControlNetInput = diffsynth_module("utils.controlnet.controlnet_input").ControlNetInput
+    default = ControlNetInput()
+    assert (default.scale, default.start, default.end) == (1.0, 1.0, 0.0)
     assert diffsynth_control_active(7).all()  # our defaults: every step
 
 
@@ -138,20 +145,16 @@ def test_diffsynth_control_input_defaults():
     ],
 )
 def test_diffsynth_flux_multicontrolnet_runs_only_active_nets(steps, inputs):
-    forward = _compile_method("pipelines/flux_image.py", "MultiControlNet", "forward")
-    runs = []
-
-    def process_single_controlnet(controlnet_input, conditioning, **kwargs):
-        runs.append((kwargs["step"], controlnet_input.controlnet_id))
-        r = conditioning * controlnet_input.scale
-        return [r], [2 * r]
-
-    stand_in = SimpleNamespace(process_single_controlnet=process_single_controlnet)
-    controls = [SimpleNamespace(controlnet_id=j, scale=s, start=a, end=b) for j, (s, a, b) in enumerate(inputs)]
+    """DiffSynth's own MultiControlNet (FLUX.1 pipeline) with stand-in nets: which run, and the scaled sum."""
+    MultiControlNet = diffsynth_module("pipelines.flux_image").MultiControlNet
+    ControlNetInput = diffsynth_module("utils.controlnet.controlnet_input").ControlNetInput
+    runs: list = []
+    multi = MultiControlNet([_StandInControlNet(j, runs) for j in range(len(inputs))])
+    controls = [ControlNetInput(controlnet_id=j, scale=s, start=a, end=b) for j, (s, a, b) in enumerate(inputs)]
     conditionings = [torch.full((1, 2), float(j + 1)) for j in range(len(inputs))]
     active = torch.stack([diffsynth_control_active(steps, start=a, end=b) for _, a, b in inputs], dim=1)  # (N, K)
     for i in range(steps):
-        res, single = forward(stand_in, conditionings, controls, i, steps, step=i)
+        res, single = multi(conditionings, controls, i, steps, step=i)
         on = [j for j in range(len(inputs)) if active[i, j]]
         assert [j for step, j in runs if step == i] == on  # exactly the active nets ran
         if not on:
@@ -162,21 +165,155 @@ def test_diffsynth_flux_multicontrolnet_runs_only_active_nets(steps, inputs):
 
 
 def test_diffsynth_qwen_blockwise_tolerance_selects_the_same_steps_on_two_decimal_windows():
-    blockwise = _compile_method("pipelines/qwen_image.py", "QwenImageBlockwiseMultiControlNet", "blockwise_forward")
+    Blockwise = diffsynth_module("pipelines.qwen_image").QwenImageBlockwiseMultiControlNet
+    ControlNetInput = diffsynth_module("utils.controlnet.controlnet_input").ControlNetInput
+    runs: list = []
+    multi = Blockwise([_StandInControlNet(0, runs)])
     for steps in (4, 7, 10, 20, 30):
         for hi in range(0, 101, 5):
             for lo in range(0, hi + 1, 5):
                 start, end = hi / 100, lo / 100
-                ran = []
-                model = SimpleNamespace(blockwise_forward=lambda image, cond, block_id, ran=ran: ran.append(1) or cond)
-                stand_in = SimpleNamespace(models=[model])
-                control = SimpleNamespace(controlnet_id=0, scale=1.0, start=start, end=end)
+                control = ControlNetInput(controlnet_id=0, scale=1.0, start=start, end=end)
+                expected = diffsynth_control_active(steps, start=start, end=end)
                 for i in range(steps):
-                    ran.clear()
-                    blockwise(stand_in, None, [torch.ones(1)], [control], i, steps, 0)
-                    assert bool(ran) == bool(diffsynth_control_active(steps, start=start, end=end)[i]), (
-                        steps,
-                        start,
-                        end,
-                        i,
-                    )
+                    runs.clear()
+                    multi.blockwise_forward(None, [torch.ones(1)], [control], i, steps, 0)
+                    assert bool(runs) == bool(expected[i]), (steps, start, end, i)
+
+
+def test_sd_controlnet_reads_pil_images_in_0_1_and_passes_tensors_unchanged():
+    """diffusers' SD ControlNet pipeline: a PIL control image arrives in [0, 1]; a tensor in [-1, 1] passes as is."""
+    PIL = pytest.importorskip("PIL.Image")
+    pipe, _ = tiny_controlnet_pipeline(1)
+    conds = []
+    net = pipe.controlnet.nets[0]
+    recording = net.forward
+    net.forward = lambda *a, **kw: conds.append(kw["controlnet_cond"].clone()) or recording(*a, **kw)
+    pil = PIL.fromarray((torch.arange(16 * 16 * 3) % 256).to(torch.uint8).reshape(16, 16, 3).numpy())
+    signed = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    for image in (pil, signed):
+        conds.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pipe(prompt_embeds=torch.randn(1, 5, 12), negative_prompt_embeds=torch.randn(1, 5, 12), image=[image],
+                 num_inference_steps=1, height=16, width=16, output_type="latent")  # fmt: skip
+        cond = conds[0][:1]  # the conditional half of the guided batch
+        if image is pil:
+            assert cond.min() == 0 and cond.max() == 1  # [0, 1]: the VAE's [-1, 1] is not used here
+        else:
+            assert torch.equal(cond, signed)  # unchanged, no warning: a [-1, 1] tensor is read as it is
+
+
+# --- VACE: Wan's multi-control in DiffSynth-Studio ------------------------------------------------------------
+
+
+def _tiny_wan_vae():
+    vae = diffsynth_module("models.wan_video_vae")
+    real = vae.VideoVAE_
+    vae.VideoVAE_ = lambda z_dim: real(dim=8, z_dim=z_dim)
+    try:
+        torch.manual_seed(0)
+        return vae.WanVideoVAE()
+    finally:
+        vae.VideoVAE_ = real
+
+
+def test_the_vace_unit_builds_inactive_reactive_and_unshuffled_mask_channels():
+    """WanVideoUnit_VACE.process on a 9-frame control video and mask equals vace_context of the same pieces."""
+    wv = wan_video()
+    vae = _tiny_wan_vae()
+    T, H, W = 9, 32, 48
+    g = torch.Generator().manual_seed(0)
+    frames = [torch.rand(3, H, W, generator=g) for _ in range(T)]
+    masks = [torch.zeros(3, H, W) for _ in range(T)]
+    for k, m in enumerate(masks):
+        m[:, :, W // 2 :] = 1.0  # regenerate the right half
+        m[:, : 8 * (k % 3), :] = 1.0  # and a band that changes with the frame
+
+    def preprocess_video(video, min_value=-1, max_value=1):  # list of (3, H, W) in [0, 1] -> (1, 3, T, H, W)
+        return torch.stack(video, dim=1).unsqueeze(0) * (max_value - min_value) + min_value
+
+    pipe = SimpleNamespace(torch_dtype=torch.float32, device="cpu", vae=vae, preprocess_video=preprocess_video,
+                           load_models_to_device=lambda names: None)  # fmt: skip
+    with torch.no_grad():
+        out = wv.WanVideoUnit_VACE().process(pipe, frames, masks, None, 0.7, H, W, T, False, (30, 52), (15, 26))
+        video, mask = preprocess_video(frames), preprocess_video(masks, 0, 1)
+        inactive = vae.encode(video * (1 - mask), device="cpu")
+        reactive = vae.encode(video * mask, device="cpu")
+    ours = vace_context(inactive, reactive, vace_mask_latents(mask[0, 0]))
+    assert out["vace_context"].shape == ours.shape == (1, 96, 3, 4, 6)  # 16 + 16 + 64 channels
+    assert torch.allclose(out["vace_context"], ours, atol=1e-6)
+    assert out["vace_scale"] == 0.7  # one scale for the whole control
+
+
+def _tiny_dit_and_vace(vace_layers=(0, 2)):
+    dit = diffsynth_module("models.wan_video_dit")
+    vace = diffsynth_module("models.wan_video_vace")
+    torch.manual_seed(0)
+    D, heads, ffn = 48, 2, 64  # head_dim 24: the 3-D RoPE splits it 8 + 8 + 8
+    model = dit.WanModel(dim=D, in_dim=16, ffn_dim=ffn, out_dim=16, text_dim=24, freq_dim=32, eps=1e-6,
+                         patch_size=(1, 2, 2), num_heads=heads, num_layers=4, has_image_input=False).eval()  # fmt: skip
+    branch = vace.VaceWanModel(vace_layers=vace_layers, vace_in_dim=96, dim=D, num_heads=heads, ffn_dim=ffn).eval()
+    return model, branch
+
+
+def test_vace_hints_enter_after_the_listed_blocks_times_vace_scale():
+    """model_fn_wan_video with a 4-block DiT and VaceWanModel(vace_layers=(0, 2)), against inject_vace_hints."""
+    wv = wan_video()
+    model, branch = _tiny_dit_and_vace()
+    g = torch.Generator().manual_seed(1)
+    latents, context = torch.randn(1, 16, 3, 4, 6, generator=g), torch.randn(1, 5, 24, generator=g)
+    vace_context_ = torch.randn(1, 96, 3, 4, 6, generator=g)
+    seen: dict = {}
+
+    def keep_inputs(i):
+        def hook(module, args):
+            seen.setdefault("args", args) if i == 0 else None
+            seen[f"in{i}"] = args[0].clone()
+
+        return hook
+
+    hooks = [b.register_forward_pre_hook(keep_inputs(i)) for i, b in enumerate(model.blocks)]
+    hooks += [b.register_forward_hook(lambda m, a, o, i=i: seen.__setitem__(f"out{i}", o.clone()))
+              for i, b in enumerate(model.blocks)]  # fmt: skip
+    hooks.append(model.head.register_forward_pre_hook(lambda m, args: seen.__setitem__("head", args[0].clone())))
+    runs = []
+    hooks += [b.register_forward_hook(lambda m, a, o: runs.append(1)) for b in branch.vace_blocks]
+
+    def call(scale, use_vace=True):
+        seen.clear()
+        with torch.no_grad():
+            y = wv.model_fn_wan_video(dit=model, vace=branch if use_vace else None, latents=latents,
+                                      timestep=torch.tensor([500.0]), context=context,
+                                      vace_context=vace_context_ if use_vace else None, vace_scale=scale)  # fmt: skip
+        jumps = [(seen[f"in{i + 1}"] - seen[f"out{i}"]).abs().max().item() for i in range(3)]
+        return y, jumps, dict(seen)
+
+    _, jumps1, s1 = call(1.0)
+    assert len(runs) == 2  # one VACE block per entry of vace_layers, per call
+    _, jumps_half, _ = call(0.5)
+    y0, _, _ = call(0.0)
+    y_none, _, _ = call(1.0, use_vace=False)
+    assert jumps1[0] > 0 and jumps1[1] == 0 and jumps1[2] > 0  # hints only after blocks 0 and 2
+    assert jumps_half[0] == pytest.approx(jumps1[0] / 2) and jumps_half[2] == pytest.approx(jumps1[2] / 2)
+    assert torch.allclose(y0, y_none, atol=1e-6)  # vace_scale 0 is no control at all
+    # the same hidden states from our loop, given DiffSynth's blocks and its branch's hints
+    x, ctx, t_mod, freqs = s1["args"]
+    with torch.no_grad():
+        hints = branch(x, vace_context_, ctx, t_mod, freqs)
+        ours = inject_vace_hints([lambda h, b=b: b(h, ctx, t_mod, freqs) for b in model.blocks], x, hints,
+                                 vace_layers=branch.vace_layers, vace_scale=1.0)  # fmt: skip
+    assert torch.allclose(ours, s1["head"], atol=1e-5)
+    for h in hooks:
+        h.remove()
+
+
+def test_vace_layers_every_second_block_for_1_3b_and_every_fifth_for_14b():
+    vace = diffsynth_module("models.wan_video_vace")
+    assert vace.VaceWanModel().vace_layers == tuple(range(0, 30, 2))  # the default: the 1.3B model's 30 blocks
+    configs = diffsynth_module("configs.model_configs")
+    entries = [c for cs in vars(configs).values() if isinstance(cs, list) for c in cs
+               if isinstance(c, dict) and c.get("model_name") == "wan_video_vace"]  # fmt: skip
+    big = [c["extra_kwargs"] for c in entries if c.get("extra_kwargs", {}).get("dim") == 5120]
+    assert big and {tuple(c["vace_layers"]) for c in big} == {tuple(range(0, 40, 5))}
+    assert {c["vace_in_dim"] for c in big} == {96}

@@ -2,24 +2,30 @@
 
 Random tensors, default configs apart from the setting under test, the same noise on both sides
 (diffusers draws it with ``torch.randn`` from the generator it is given, so the same seed gives the
-same ``z``). Also asserts that the diffusers source lines Lab 02 cites still say what the page says.
+same ``z``). Then what a pipeline does to the scheduler it is given, how a scheduler swap keeps or loses
+the model's ``prediction_type``, when DDIM with eta = 1 is DDPM, and what an epsilon model does at zero
+terminal SNR. The page's source links are checked by ``test_citations.py``.
 """
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 diffusers = pytest.importorskip("diffusers")
 torch = pytest.importorskip("torch")
 
-from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
+from diffusers import DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler  # noqa: E402
 
 from infralens.diffusion import PREDICTION_TYPES, ddim_step, ddpm_step  # noqa: E402
 
-pytestmark = [pytest.mark.upstream, pytest.mark.filterwarnings("ignore::FutureWarning")]
+from ._tiny import tiny_sd_pipeline  # noqa: E402
+
+pytestmark = [
+    pytest.mark.upstream,
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]
 
 SHAPE = (2, 4, 8, 8)
 
@@ -130,26 +136,96 @@ def test_defaults_the_page_states():
     assert ddim.config.set_alpha_to_one is True and ddim.final_alpha_cumprod.item() == 1.0
 
 
-def diffusers_file(relative: str) -> list[str]:
-    root = Path(importlib.util.find_spec("diffusers").origin).parent
-    return (root / relative).read_text().splitlines()
+def run_recording_x0(pipe, steps=5):
+    """Run the tiny SD pipeline with CFG; return the final latents and max |x0_hat| seen at each step."""
+    seen, original = [], pipe.scheduler.step
+
+    def step(model_output, t, sample, **kwargs):
+        kwargs["return_dict"] = True
+        out = original(model_output, t, sample, **kwargs)
+        seen.append(out.pred_original_sample.abs().max().item())
+        return (out.prev_sample,)
+
+    pipe.scheduler.step = step
+    g = torch.Generator().manual_seed(0)
+    cond, uncond = torch.randn(1, 5, 12, generator=g), torch.randn(1, 5, 12, generator=g)
+    latents = pipe(
+        prompt_embeds=cond,
+        negative_prompt_embeds=uncond,
+        guidance_scale=5.0,
+        num_inference_steps=steps,
+        height=16,
+        width=16,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    ).images
+    return latents, seen
 
 
-# Lines cited (with a link) on the Lab 02 page: (file, line number in diffusers 0.42.1, text the line holds).
-CITED = [
-    ("schedulers/scheduling_ddpm.py", 202, "clip_sample: bool = True"),
-    ("schedulers/scheduling_ddim.py", 201, "clip_sample: bool = True"),
-    ("schedulers/scheduling_ddpm.py", 543, "if t > 0:"),
-    (
-        "schedulers/scheduling_ddim.py",
-        445,
-        "prev_timestep = timestep - self.config.num_train_timesteps // self.num_inference_steps",
-    ),
-]
+def test_the_pipeline_constructor_rewrites_the_scheduler_and_a_later_assignment_does_not():
+    """StableDiffusionPipeline(scheduler=DDIMScheduler()) stores clip_sample=False and steps_offset=1 (50 steps
+    start at 981); ``pipe.scheduler = DDIMScheduler()`` afterwards keeps the class defaults and clamps x0_hat
+    to [-1, 1] at every step, which changes the result by about the latent's own size."""
+    pipe = tiny_sd_pipeline()  # built with scheduler=DDIMScheduler()
+    config = pipe.scheduler.config
+    assert config.clip_sample is False and config.steps_offset == 1
+    pipe.scheduler.set_timesteps(50)
+    assert pipe.scheduler.timesteps[0].item() == 981
+
+    unclipped, seen_unclipped = run_recording_x0(pipe)
+    pipe = tiny_sd_pipeline()
+    pipe.scheduler = DDIMScheduler()  # assigned: not rewritten
+    assert pipe.scheduler.config.clip_sample is True and pipe.scheduler.config.steps_offset == 0
+    clipped, seen_clipped = run_recording_x0(pipe)
+    assert seen_clipped == [1.0] * 5 and min(seen_unclipped) > 10
+    rms = (clipped - unclipped).pow(2).mean().sqrt()
+    assert rms > 0.5 * unclipped.pow(2).mean().sqrt()
 
 
-@pytest.mark.parametrize(("relative", "line", "text"), CITED, ids=lambda v: str(v))
-def test_cited_source_lines(relative, line, text):
-    if diffusers.__version__ != "0.42.1":
-        pytest.skip(f"line numbers are those of diffusers 0.42.1, not {diffusers.__version__}")
-    assert text in diffusers_file(relative)[line - 1]
+def test_a_new_scheduler_instance_drops_the_prediction_type_and_from_config_keeps_it():
+    """Swapping samplers: ``EulerDiscreteScheduler()`` is epsilon whatever the model; ``from_config`` keeps v."""
+    v_config = DDIMScheduler(prediction_type="v_prediction", clip_sample=False).config
+    assert EulerDiscreteScheduler().config.prediction_type == "epsilon"
+    assert EulerDiscreteScheduler.from_config(v_config).config.prediction_type == "v_prediction"
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_ddim_with_eta_one_is_the_ddpm_step_only_without_clipping(clip):
+    """Same output, same noise: DDIM(eta=1) equals DDPM with clip_sample=False, and not with the default True
+    (DDPM builds its mean from the clipped x0_hat, DDIM re-noises with the eps of the unclipped output)."""
+    ddpm, ddim = DDPMScheduler(clip_sample=clip), DDIMScheduler(clip_sample=clip, set_alpha_to_one=True)
+    ddpm.set_timesteps(50)
+    ddim.set_timesteps(50)
+    x, model_output = tensors(3)
+    worst = 0.0
+    for i, t in enumerate(ddim.timesteps.tolist()[:-1]):
+        z = torch.randn(SHAPE, generator=torch.Generator().manual_seed(i))
+        a = ddpm.step(model_output, t, x, generator=torch.Generator().manual_seed(i)).prev_sample
+        b = ddim.step(model_output, t, x, eta=1.0, variance_noise=z).prev_sample
+        worst = max(worst, (a - b).abs().max().item())
+    if clip:
+        assert worst > 1.0
+    else:
+        assert worst < 1e-4
+
+
+def test_zero_terminal_snr_breaks_an_epsilon_ddim_step_and_not_a_v_step():
+    """Zero terminal SNR with trailing spacing: the first step (t = 999, alpha_bar = 0) of an epsilon model
+    gives non-finite x0_hat and latents; a v-prediction model steps finitely."""
+    kwargs = dict(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",
+        clip_sample=False,
+    )
+    x, model_output = tensors(4)
+    finite = {}
+    for prediction_type in ("epsilon", "v_prediction"):
+        sched = DDIMScheduler(prediction_type=prediction_type, **kwargs)
+        sched.set_timesteps(30)
+        assert sched.timesteps[0].item() == 999 and sched.alphas_cumprod[999].item() == 0.0
+        out = sched.step(model_output, 999, x)
+        finite[prediction_type] = bool(torch.isfinite(out.prev_sample).all())
+    assert finite == {"epsilon": False, "v_prediction": True}

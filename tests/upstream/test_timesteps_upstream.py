@@ -4,13 +4,14 @@
 with their default training schedules. Where diffusers 0.42.1 behaves in a way the book calls out (an
 extra timestep -1 from ``trailing`` for some step counts, DDIM's previous timestep ignoring the spacing,
 an offset that leaves the trained range), the test asserts that behaviour, so the page cannot outlive it.
+Also the grids the track's flow families run (FLUX.1's resolution-dependent one), the loop counter passed
+as a timestep, Euler's starting scale for Stable Diffusion's betas, and zero terminal SNR in Euler. The
+page's source links are checked by ``test_citations.py``.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+import numpy as np
 import pytest
 
 diffusers = pytest.importorskip("diffusers")
@@ -22,14 +23,17 @@ from diffusers import (  # noqa: E402
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
 )
+from diffusers.pipelines.flux.pipeline_flux import calculate_shift  # noqa: E402
 
 from infralens.diffusion import (  # noqa: E402
     TIMESTEP_SPACINGS,
     ddim_step,
+    dynamic_shift,
     euler_sigmas,
     flow_match_sigmas,
     inference_timesteps,
     scale_model_input,
+    shift_sigmas,
 )
 
 pytestmark = [
@@ -172,33 +176,66 @@ def test_ddim_previous_timestep_ignores_the_spacing_and_ddpm_does_not():
     assert int(ddpm.previous_timestep(979)) == 958
 
 
-def diffusers_file(relative: str) -> list[str]:
-    root = Path(importlib.util.find_spec("diffusers").origin).parent
-    return (root / relative).read_text().splitlines()
+def test_the_loop_counter_is_accepted_by_ddim_and_refused_by_euler_and_flow_match():
+    """``step(out, i, x)`` with the loop index: DDIM indexes alpha_bar[i] silently, Euler-type schedulers raise."""
+    g = torch.Generator().manual_seed(0)
+    x, out = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 4, 8, 8, generator=g)
+    ddim = DDIMScheduler(clip_sample=False)
+    ddim.set_timesteps(50)
+    right = ddim.step(out, int(ddim.timesteps[0]), x).prev_sample
+    wrong = ddim.step(out, 0, x).prev_sample  # accepted
+    assert (right - wrong).pow(2).mean().sqrt() > 0.1
+    for cls in (EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler):
+        sched = cls()
+        sched.set_timesteps(50)
+        with pytest.raises(ValueError, match="integer indices"):
+            sched.step(out, 0, x)
 
 
-# Lines cited (with a link) on the Lab 03 page: (file, line number in diffusers 0.42.1, text the line holds).
-CITED = [
-    ("schedulers/scheduling_ddim.py", 209, 'timestep_spacing: Literal["leading", "trailing", "linspace"] = "leading"'),
-    ("schedulers/scheduling_ddim.py", 370, "timesteps += self.config.steps_offset"),
-    ("schedulers/scheduling_ddim.py", 375, "np.arange(self.config.num_train_timesteps, 0, -step_ratio)"),
-    (
-        "schedulers/scheduling_ddim.py",
-        445,
-        "prev_timestep = timestep - self.config.num_train_timesteps // self.num_inference_steps",
-    ),
-    ("schedulers/scheduling_ddpm.py", 665, "prev_t = self.timesteps[index + 1]"),
-    ("schedulers/scheduling_euler_discrete.py", 217, '"linspace", "leading", "trailing"] = "linspace"'),
-    ("schedulers/scheduling_euler_discrete.py", 291, "return (max_sigma**2 + 1) ** 0.5"),
-    ("schedulers/scheduling_euler_discrete.py", 345, "sample = sample / ((sigma**2 + 1) ** 0.5)"),
-    ("schedulers/scheduling_flow_match_euler_discrete.py", 143, "self.sigma_min = self.sigmas[-1].item()"),
-    ("pipelines/stable_diffusion/pipeline_stable_diffusion.py", 713, "latents * self.scheduler.init_noise_sigma"),
-    ("pipelines/stable_diffusion/pipeline_stable_diffusion.py", 1039, "self.scheduler.scale_model_input("),
-]
+SD_BETAS = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
 
 
-@pytest.mark.parametrize(("relative", "line", "text"), CITED, ids=lambda v: str(v))
-def test_cited_source_lines(relative, line, text):
-    if diffusers.__version__ != "0.42.1":
-        pytest.skip(f"line numbers are those of diffusers 0.42.1, not {diffusers.__version__}")
-    assert text in diffusers_file(relative)[line - 1]
+def test_euler_starting_scale_depends_on_the_betas_and_the_spacing():
+    """157.4 for the linear betas 1e-4..0.02; 14.6 for Stable Diffusion's scaled_linear betas (linspace);
+    with leading spacing and steps_offset=1 the first sigma is 13.12 and init_noise_sigma sqrt(13.12^2 + 1)."""
+    cases = {
+        "linear": (dict(), 157.4, 157.4),
+        "sd": (SD_BETAS, 14.61, 14.61),
+        "sd leading+1": ({**SD_BETAS, "timestep_spacing": "leading", "steps_offset": 1}, 13.12, 13.16),
+    }
+    for kwargs, sigma_max, init in cases.values():
+        sched = EulerDiscreteScheduler(**kwargs)
+        sched.set_timesteps(50)
+        assert abs(sched.sigmas[0].item() - sigma_max) < 0.01
+        assert abs(float(sched.init_noise_sigma) - init) < 0.01
+
+
+def test_zero_terminal_snr_in_euler_is_clamped_not_infinite():
+    """Euler clamps the zero alpha_bar to 2**-24, so its first sigma is 4096 (not infinite); InfraLens refuses."""
+    sched = EulerDiscreteScheduler(**SD_BETAS, rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    sched.set_timesteps(30)
+    assert sched.alphas_cumprod[-1].item() == 2.0**-24
+    assert sched.sigmas[0].item() == 4096.0
+    with pytest.raises(ValueError, match="alpha_bar must lie in"):
+        euler_sigmas(torch.tensor([0.5, 0.0]), torch.tensor([1.0]))
+
+
+FLUX_SHIFT = dict(base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
+
+
+@pytest.mark.parametrize(("tokens", "middle", "last"), [(4096, 0.7595, 0.1047), (1024, 0.6525, 0.0650)])
+def test_flux_grid_depends_on_the_resolution(tokens, middle, last):
+    """FluxPipeline passes sigmas=linspace(1, 1/N, N) and mu from the packed token count: 1024x1024 and 512x512
+    give other grids than set_timesteps(N) with a fixed shift of 3; shift_sigmas with dynamic_shift reproduces them."""
+    n = 28
+    sched = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, **FLUX_SHIFT)
+    mu = calculate_shift(tokens)
+    assert abs(dynamic_shift(tokens) - np.exp(mu)) < 1e-6
+    sched.set_timesteps(sigmas=np.linspace(1.0, 1 / n, n), mu=mu)
+    assert abs(sched.sigmas[n // 2].item() - middle) < 1e-4 and abs(sched.sigmas[-2].item() - last) < 1e-4
+    ours = shift_sigmas(torch.linspace(1.0, 1 / n, n, dtype=torch.float64), dynamic_shift(tokens))
+    assert torch.allclose(ours, sched.sigmas[:-1].double(), atol=1e-6)  # FLUX's grid is our shift with s = e^mu
+    fixed = flow_match_sigmas(n, shift=3.0)
+    assert abs(fixed[n // 2].item() - 0.7371) < 1e-4 and abs(fixed[-2].item() - 0.0089) < 1e-4
+    with pytest.raises(ValueError, match="`mu` must be passed"):
+        FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True).set_timesteps(n)

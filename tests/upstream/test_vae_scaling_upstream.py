@@ -1,141 +1,136 @@
 """Lab 07 facts against the real packages: normalisation constants, where they are applied, causal chunking.
 
-* ``LATENT_SCALING`` equals the constants shipped in diffusers 0.42.1 and
-  DiffSynth-Studio 2.1.12 (read from class defaults or, for DiffSynth modules
-  that need packages the upstream environment does not install, from the
-  source's literals with ``ast``).
-* DiffSynth's ``VideoVAE_.encode`` / ``decode`` apply exactly
-  ``normalize_latents`` / ``denormalize_latents`` (the methods are compiled on
-  their own and run on a stand-in ``self`` whose encoder and decoder are the
-  identity), and they chunk frames as frame 0, then groups of four.
-* A tiny ``AutoencoderKLWan`` is causal the way ``TinyCausalVideoVAE`` is:
+Everything runs upstream code on tiny modules (or reads the attributes a
+constructor sets):
+
+* ``LATENT_SCALING`` equals the constants diffusers 0.42.1's VAE configs and
+  DiffSynth-Studio 2.1.12's VAE classes carry;
+* DiffSynth's ``VideoVAE_.encode`` / ``decode`` (a tiny real one) apply exactly
+  ``normalize_latents`` / ``denormalize_latents`` and chunk frames as frame 0,
+  then groups of four; its FLUX.1 VAE applies the scalar pair of
+  ``normalize_latents(..., "flux")`` on both sides;
+* a tiny ``AutoencoderKLWan`` is causal the way ``TinyCausalVideoVAE`` is:
   latent frame ``j`` depends on video frames ``<= 4j`` only.
 """
 
 from __future__ import annotations
 
-import ast
-import inspect
 import warnings
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from infralens.diffusion import LATENT_SCALING, denormalize_latents, normalize_latents
-from infralens.video import TinyCausalVideoVAE
+from infralens.nets import TinyCausalVideoVAE
 
-from ._diffsynth import package_dir
+from ._diffsynth_wan import diffsynth_module
 
 pytestmark = pytest.mark.upstream
 
 
-def _literals(relative: str, cls: str, names: tuple[str, ...]) -> dict[str, object]:
-    """Literal values assigned to ``names`` (plain or ``self.``) anywhere in class ``cls`` of a DiffSynth file."""
-    tree = ast.parse((package_dir() / relative).read_text())
-    found: dict[str, object] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == cls:
-            for sub in ast.walk(node):
-                if isinstance(sub, ast.Assign) and len(sub.targets) == 1:
-                    target = sub.targets[0]
-                    name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
-                    if name in names and name not in found:
-                        try:
-                            found[name] = ast.literal_eval(sub.value)
-                        except ValueError:
-                            continue  # e.g. self.mean = torch.tensor(mean)
-    assert set(found) == set(names), f"{cls} in {relative}: found {sorted(found)}"
-    return found
-
-
-def _method(relative: str, cls: str, name: str):
-    """One method of a DiffSynth class compiled alone, with ``torch`` as its only global."""
-    tree = ast.parse((package_dir() / relative).read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == cls:
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == name:
-                    namespace: dict = {"torch": torch}
-                    exec(compile(ast.Module([item], []), relative, "exec"), namespace)
-                    return namespace[name]
-    raise LookupError(f"{cls}.{name} not in diffsynth/{relative}")
+def tiny_wan_vae(dim: int = 8, cls: str = "WanVideoVAE"):
+    """DiffSynth's WanVideoVAE wrapper (tiling, statistics) around a real VideoVAE_ of width ``dim``."""
+    vae = diffsynth_module("models.wan_video_vae")
+    real = vae.VideoVAE_
+    vae.VideoVAE_ = lambda z_dim: real(dim=dim, z_dim=z_dim)  # the wrapper builds VideoVAE_(z_dim=...) itself
+    try:
+        torch.manual_seed(0)
+        return getattr(vae, cls)()
+    finally:
+        vae.VideoVAE_ = real
 
 
 def test_wan21_statistics_are_diffusers_defaults():
     diffusers = pytest.importorskip("diffusers")
-    params = inspect.signature(diffusers.AutoencoderKLWan.__init__).parameters
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae = diffusers.AutoencoderKLWan(base_dim=8, num_res_blocks=1)  # tiny; the statistics are config defaults
     ours = LATENT_SCALING["wan2.1"]
-    assert list(ours.latents_mean) == params["latents_mean"].default
-    assert list(ours.latents_std) == params["latents_std"].default
-    assert len(ours.latents_mean) == params["z_dim"].default == 16
+    assert list(ours.latents_mean) == vae.config.latents_mean
+    assert list(ours.latents_std) == vae.config.latents_std
+    assert len(ours.latents_mean) == vae.config.z_dim == 16
 
 
 @pytest.mark.parametrize(("family", "cls"), [("wan2.1", "WanVideoVAE"), ("wan2.2", "WanVideoVAE38")])
 def test_wan_statistics_are_diffsynth_values(family, cls):
-    values = _literals("models/wan_video_vae.py", cls, ("mean", "std"))
-    assert list(LATENT_SCALING[family].latents_mean) == values["mean"]
-    assert list(LATENT_SCALING[family].latents_std) == values["std"]
+    if cls == "WanVideoVAE":
+        vae = tiny_wan_vae()
+    else:  # WanVideoVAE38 takes its width as an argument
+        vae = diffsynth_module("models.wan_video_vae").WanVideoVAE38(dim=8)
+    stats = LATENT_SCALING[family]
+    assert torch.equal(vae.mean, torch.tensor(stats.latents_mean))
+    assert torch.equal(vae.std, torch.tensor(stats.latents_std))
+    assert vae.z_dim == len(stats.latents_mean)
 
 
 def test_scalar_factors():
     diffusers = pytest.importorskip("diffusers")
-    sd = inspect.signature(diffusers.AutoencoderKL.__init__).parameters
-    assert LATENT_SCALING["sd"].scaling_factor == sd["scaling_factor"].default
-    assert LATENT_SCALING["sd"].shift_factor is None is sd["shift_factor"].default
-    for cls in ("FluxVAEEncoder", "FluxVAEDecoder"):
-        flux = _literals("models/flux_vae.py", cls, ("scaling_factor", "shift_factor"))
-        assert (LATENT_SCALING["flux"].scaling_factor, LATENT_SCALING["flux"].shift_factor) == (
-            flux["scaling_factor"],
-            flux["shift_factor"],
-        )
-    configs = ast.literal_eval(
-        next(
-            node.value
-            for node in ast.walk(ast.parse((package_dir() / "configs/model_configs.py").read_text()))
-            if isinstance(node, ast.Assign) and "stable_diffusion_xl_vae" in ast.unparse(node.value)
-        )
-    )
-    sdxl = [c for c in configs if c.get("model_name") == "stable_diffusion_xl_vae"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sd = diffusers.AutoencoderKL(block_out_channels=(8,), norm_num_groups=4)  # the config defaults are SD's
+    assert LATENT_SCALING["sd"].scaling_factor == sd.config.scaling_factor
+    assert LATENT_SCALING["sd"].shift_factor is None is sd.config.shift_factor
+    configs = diffsynth_module("configs.model_configs")
+    sdxl = [c for cs in vars(configs).values() if isinstance(cs, list) for c in cs
+            if isinstance(c, dict) and c.get("model_name") == "stable_diffusion_xl_vae"]  # fmt: skip
     assert sdxl and {c["extra_kwargs"]["scaling_factor"] for c in sdxl} == {LATENT_SCALING["sdxl"].scaling_factor}
 
 
-class _Identity:
-    """Stand-in encoder/decoder of DiffSynth's VideoVAE_: returns its chunk and records the frame counts."""
+class _StopError(Exception):
+    pass
 
-    def __init__(self):
-        self.chunks: list[int] = []
 
-    def __call__(self, x, feat_cache=None, feat_idx=None):
-        self.chunks.append(x.shape[2])
-        return x, feat_cache, feat_idx
+def _first_conv_input(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Run ``module(x)`` up to its ``conv_in`` (or, for the encoder, its output) and return what it had computed."""
+    seen = {}
+
+    def stop(mod, args):
+        seen["x"] = args[0]
+        raise _StopError
+
+    module.conv_in.register_forward_pre_hook(stop)
+    try:
+        module(x)
+    except _StopError:
+        pass
+    return seen["x"]
+
+
+def test_diffsynth_flux_vae_applies_the_scalar_pair_on_both_sides():
+    """FluxVAEDecoder.forward maps z to z / scaling + shift before decoding; the encoder ends with the inverse."""
+    flux = diffsynth_module("models.flux_vae")
+    with torch.device("meta"):
+        decoder, encoder = flux.FluxVAEDecoder(), flux.FluxVAEEncoder()
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1, 16, 4, 4, generator=g)
+    assert torch.allclose(_first_conv_input(decoder, z), denormalize_latents(z, "flux"), atol=1e-6)
+    raw = torch.randn(1, 32, 4, 4, generator=g)  # what the encoder's last conv would return: mean and log-variance
+    encoder.conv_out = torch.nn.Identity()  # keep the real post-processing, skip the real network
+    encoder.conv_in = torch.nn.Identity()
+    encoder.blocks = torch.nn.ModuleList()
+    encoder.conv_norm_out = torch.nn.Identity()
+    encoder.conv_act = torch.nn.Identity()
+    assert torch.allclose(encoder(raw), normalize_latents(raw[:, :16], "flux"), atol=1e-6)
 
 
 def test_diffsynth_wan_vae_normalises_like_infralens():
-    encode = _method("models/wan_video_vae.py", "VideoVAE_", "encode")
-    decode = _method("models/wan_video_vae.py", "VideoVAE_", "decode")
-    stats = LATENT_SCALING["wan2.1"]
-    mean, std = torch.tensor(stats.latents_mean), torch.tensor(stats.latents_std)
-    scale = [mean, 1.0 / std]  # how WanVideoVAE builds it
-    encoder, decoder = _Identity(), _Identity()
-    me = SimpleNamespace(
-        z_dim=16,
-        encoder=encoder,
-        decoder=decoder,
-        conv1=lambda x: x,
-        conv2=lambda x: x,
-        clear_cache=lambda: None,
-        _enc_feat_map=None,
-        _feat_map=None,
-    )
-    g = torch.Generator().manual_seed(0)
-    raw = torch.randn(1, 32, 9, 2, 3, generator=g) * 2 + 0.5  # (B, 2C, F, h, w): mean and log-variance
-    got = encode(me, raw, scale)
-    assert encoder.chunks == [1, 4, 4]  # frame 0 alone, then groups of four
-    assert torch.allclose(got, normalize_latents(raw[:, :16], "wan2.1"), atol=1e-5)
-    z = torch.randn(1, 16, 3, 2, 3, generator=g)
-    assert torch.allclose(decode(me, z, scale), denormalize_latents(z, "wan2.1"), atol=1e-5)
-    assert decoder.chunks == [1, 1, 1]  # one latent frame at a time
+    """VideoVAE_.encode with the Wan statistics == normalize_latents of its raw posterior mean; decode inverts it."""
+    vae = tiny_wan_vae()
+    chunks = []
+    vae.model.encoder.register_forward_pre_hook(lambda m, args: chunks.append(args[0].shape[2]) and None)
+    video = torch.rand(1, 3, 9, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    identity = [torch.zeros(16), torch.ones(16)]  # mean 0, 1/std 1: the raw posterior mean
+    with torch.no_grad():
+        normalised = vae.model.encode(video, vae.scale)
+        raw = vae.model.encode(video, identity)
+    assert chunks == [1, 4, 4, 1, 4, 4]  # frame 0 alone, then groups of four (twice: two encodes)
+    assert normalised.shape == (1, 16, 3, 2, 2)
+    assert torch.allclose(normalised, normalize_latents(raw, "wan2.1"), atol=1e-5)
+    z = torch.randn(1, 16, 3, 2, 2, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        theirs = vae.model.decode(z, vae.scale)
+        ours = vae.model.decode(denormalize_latents(z, "wan2.1"), identity)
+    assert torch.allclose(theirs, ours, atol=1e-5)
 
 
 def test_wan_vae_is_causal_like_ours():
