@@ -38,6 +38,7 @@ extensions = [
     "infralens_claims",
     "infralens_compute",
     "infralens_figures",
+    "infralens_ledger",
     "infralens_mathjax",
 ]
 
@@ -53,13 +54,20 @@ nitpick_ignore = [
     ("py:class", "collections.abc.Callable"),
     ("py:class", "collections.abc.Sequence"),
     ("py:class", "argparse.ArgumentParser"),
-    ("py:class", "infralens.diffusion._args.Scalar"),
+    ("py:class", "infralens.core.args.Scalar"),
     ("py:class", "infralens.diffusion.guidance.Denoiser"),
     ("py:class", "torch.nn.Module"),
     ("py:obj", "torch.nn.Module"),
+    ("py:obj", "torch.nn.Conv3d"),
+    ("py:class", "infralens.nets.video_vae.Cache"),
     ("py:class", "torch.Generator"),
+    ("py:class", "torch.distributed.ProcessGroup"),
     ("py:class", "collections.abc.Iterator"),
     ("py:class", "os.PathLike"),
+    ("py:class", "pathlib.Path"),
+    ("py:class", "collections.abc.Iterable"),
+    ("py:class", "torch.nn.MultiheadAttention"),
+    ("py:class", "torch.nn.ModuleList"),
 ]
 nitpick_ignore_regex = [("py:class", r"typing\..*")]
 

@@ -4,10 +4,11 @@ A number or shape typed into a sentence can drift from the code; this role
 evaluates a Python expression when the book is built and inserts the result::
 
     The request gives a {compute}`latent_shape("wan2.1", height=480, width=832, frames=81)` latent
-    with {compute}`21 * 30 * 52 | ,` tokens.
+    with {compute}`latent_tokens("wan2.1", height=480, width=832, frames=81).tokens | ,` tokens.
 
 The expression sees every public name of ``infralens`` packages (their
-``__all__``), ``math`` and ``torch``. An optional ``| spec`` after the
+``__all__``), ``math`` and ``torch``, and must use at least one ``infralens``
+name: literal arithmetic is not a computed value (the claims check flags it). An optional ``| spec`` after the
 expression is a :func:`format` spec. Tuples, lists and ``torch.Size`` render as
 inline code; other values as plain text. An expression that fails to evaluate
 is a build error, so a renamed function cannot leave a stale number behind.
@@ -15,6 +16,7 @@ is a build error, so a renamed function cannot leave a stale number behind.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import math
 import pkgutil
@@ -58,6 +60,18 @@ def render(text: str, ns: dict[str, object]) -> tuple[str, bool]:
     return format(value, spec.strip()), isinstance(value, tuple | list)
 
 
+def calls_library(expr: str, ns: dict[str, object]) -> bool:
+    """Whether ``expr`` uses a public ``infralens`` name (not only literals, ``math`` and ``torch``).
+
+    >>> calls_library("21 * 30 * 52", {"latent_shape": None})
+    False
+    >>> calls_library('latent_shape("sd", height=512, width=512)[2]', {"latent_shape": None})
+    True
+    """
+    library = set(ns) - {"math", "torch"}
+    return any(isinstance(n, ast.Name) and n.id in library for n in ast.walk(ast.parse(expr, mode="eval")))
+
+
 class ComputeRole(SphinxRole):
     """``{compute}`expr`` or ``{compute}`expr | format-spec``."""
 
@@ -71,7 +85,10 @@ class ComputeRole(SphinxRole):
             logger.warning(msg, self.text, type(err).__name__, err, location=self.get_location())
             return [nodes.problematic(self.rawtext, self.rawtext)], []
         inner = nodes.literal(self.rawtext, text) if literal else nodes.Text(text)
-        return [nodes.inline("", "", inner, classes=["il-computed"])], []
+        expr = self.text.partition(" | ")[0]
+        node = nodes.inline("", "", inner, classes=["il-computed"], expression=expr)
+        node["literal_only"] = not calls_library(expr, _NAMESPACE)
+        return [node], []
 
 
 def setup(app):

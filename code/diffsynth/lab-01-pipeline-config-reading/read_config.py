@@ -51,7 +51,7 @@ demo_calls = hidden["num_inference_steps"] * 2  # cfg_scale 5: two calls
 EDITS = [
     ("num_frames: 9", "num_frames: 8"),
     ("height: 32", "height: 40"),
-    ("dtype: float32  # latents", "dtype: bf16  # latents"),
+    ("dtype: float32  # latents", "dtype: fp8  # latents"),
     ("guidance_scale:", "guidance_sacle:"),
     ("offload: model", "offload: off"),
 ]

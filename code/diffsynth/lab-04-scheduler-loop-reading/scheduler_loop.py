@@ -8,20 +8,15 @@ Euler step. The latent is the only state carried from step to step.
 
 import torch
 
-from infralens.diffusion import (
-    GaussianVelocity,
-    flow_sample,
-    flow_sigmas,
-    step_cost,
-)
-from infralens.video import TinyVideoDiT
+from infralens.diffusion import flow_sample, flow_sigmas, step_cost
+from infralens.nets import GaussianVelocity, TinyVideoDiT
 
 # [1] Setup / contract
-N, shift = 10, 5.0  # num_inference_steps and sigma_shift (Wan: 50 and 5)
+N, shift = 10, 5.0  # num_inference_steps, sigma_shift (__call__: 50, 5)
 sigmas = flow_sigmas("Wan", N, shift=shift)  # (N,) from 1 down, 0 excluded
 grid = torch.linspace(1, 0, N + 1)[:-1]  # the even grid before the shift
 assert torch.allclose(sigmas, shift * grid / (1 + (shift - 1) * grid))
-timesteps = sigmas * 1000  # what the denoiser reads
+timesteps = sigmas * 1000  # float32; DiffSynth's DiT gets torch_dtype
 g = torch.Generator().manual_seed(0)
 noise = torch.randn(2, 16, 3, 4, 6, generator=g)  # (B, C, F', H', W')
 point = GaussianVelocity(mean=0.5, std=0.0)  # exact v when all data is 0.5

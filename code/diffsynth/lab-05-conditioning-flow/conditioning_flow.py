@@ -1,15 +1,18 @@
 """Lab 05 · Conditioning Flow. Run: python conditioning_flow.py
 
-Wan-style image-to-video: the prompt, the timestep and the first image
+Wan 2.1-style image-to-video: the prompt, the timestep and the first image
 reach the denoiser on separate paths, each with its own shape. Text tokens
 are read by cross-attention, the timestep modulates every token (adaLN),
-and the image enters twice: as CLIP-like tokens next to the text, and as a
-VAE latent concatenated to the noisy latent on the channel axis.
+and the image enters twice: as 257 CLIP-like tokens read by their own branch
+of the cross-attention (decoupled from the text: own keys, values, key norm
+and softmax), and as a VAE latent concatenated to the noisy latent on the
+channel axis. Last, what each attention costs at full size, in FLOPs.
 """
 
 import math
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from infralens.diffusion import (
     flow_sample,
@@ -17,11 +20,14 @@ from infralens.diffusion import (
     latent_shape,
     normalize_latents,
 )
-from infralens.video import (
+from infralens.families import get_model
+from infralens.nets import (
+    CrossAttention,
+    SelfAttention,
     TinyCausalVideoVAE,
     TinyVideoDiT,
-    first_frame_mask,
 )
+from infralens.video import first_frame_mask
 
 # [1] Setup / contract
 g = torch.Generator().manual_seed(0)
@@ -37,7 +43,7 @@ latents = torch.randn(1, 16, 3, 4, 6, generator=g)  # (B, C, F', h, w)
 timesteps = torch.tensor([999.0])  # (B,)
 text = torch.randn(1, 7, 48, generator=g)  # (B, L, D_text) text encoder
 image = torch.rand(1, 3, H, W, generator=g) * 2 - 1  # (B, 3, H, W) frame 0
-clip = torch.randn(1, 5, 24, generator=g)  # (B, L_img, D_img) image tokens
+clip = torch.randn(1, 257, 24, generator=g)  # (B, L_img, D_img) CLIP tokens
 
 # [2] Main transition
 # image path: the image, then F - 1 zero frames, through the VAE
@@ -52,19 +58,21 @@ seen = {}
 
 
 def record(name):
-    def hook(module, args, out):
-        if name == "cross_attn":  # (query, key) of the first block
-            seen[name] = (tuple(args[0].shape), tuple(args[1].shape))
+    def hook(module, args, kwargs, out):
+        if name == "cross_attn":  # (query, text, image) of the first block
+            inputs = (args[0], args[1], kwargs["image_tokens"])
+            seen[name] = tuple(tuple(x.shape) for x in inputs)
         else:  # (input, output)
             seen[name] = (tuple(args[0].shape), tuple(out.shape))
 
     return hook
 
 
-for name in ("patch_embedding", "text_embedding", "image_embedding"):
-    getattr(dit, name).register_forward_hook(record(name))
-dit.time_projection.register_forward_hook(record("time_projection"))
-dit.blocks[0].cross_attn.register_forward_hook(record("cross_attn"))
+paths = ("patch_embedding", "text_embedding", "image_embedding")
+for name in (*paths, "time_projection"):
+    getattr(dit, name).register_forward_hook(record(name), with_kwargs=True)
+cross = dit.blocks[0].attn2  # the first block's cross-attention
+cross.register_forward_hook(record("cross_attn"), with_kwargs=True)
 with torch.no_grad():
     pred = dit(latents, timesteps, text, condition=y, image_tokens=clip)
 assert seen["patch_embedding"][0] == tuple(x_in.shape)  # concat inside
@@ -84,19 +92,43 @@ final = flow_sample(
     guidance_scale=5.0,
     shared=shared,
 )  # 4 steps, 2 calls each
-# where a path enters sets its cost: scores per head and block for Wan 2.1
+# where a path enters sets its cost: one Wan 2.1 14B block at 480x832x81
 N = math.prod(latent_shape("wan2.1", height=480, width=832, frames=81)[2:])
 N //= 4  # video tokens after (1, 2, 2) patches
-L = 512  # text tokens: Wan's tokenizer pads every prompt to 512
+wan14b, umt5 = get_model("wan2.1-t2v-14b"), get_model("umt5-xxl")
+D, heads = wan14b["dim"], wan14b["num_heads"]  # 5120 wide, 40 heads
+L = umt5["text_len"]  # Wan pads every prompt to 512 tokens
+with torch.device("meta"):  # shapes only: nothing allocated or computed
+    video = torch.empty(1, N, D)  # (B, N, D) the queries
+    words = torch.empty(1, L, D)  # (B, L, D) the padded prompt
+    pixels = torch.empty(1, 257, D)  # (B, L_img, D): 257 CLIP tokens
+    modules = {
+        "self-attention": SelfAttention(D, heads),
+        "cross, text only": CrossAttention(D, D, heads, qk_norm=True),
+        "cross, text + image": CrossAttention(
+            D, D, heads, image_dim=D, qk_norm=True
+        ),
+    }
+inputs = {
+    "self-attention": ((video,), {}),
+    "cross, text only": ((video, words), {}),
+    "cross, text + image": ((video, words), {"image_tokens": pixels}),
+}
+flops = {}
+for name, module in modules.items():
+    args, kwargs = inputs[name]
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(*args, **kwargs)
+    flops[name] = counter.get_total_flops()  # matrix products, 2 per MAC
 # [end]
 
 if __name__ == "__main__":
-    q, kv = seen["cross_attn"]
+    q, kv, kv_img = seen["cross_attn"]
     rows = [
         ("text", "prompt embeddings", text, "projected to D"),
-        ("", "after text_embedding", seen["text_embedding"][1], ""),
+        ("", "after text_embedding", kv, "cross-attn K, V"),
         ("image (1)", "CLIP-like tokens", clip, "projected to D"),
-        ("", "context = [image, text]", kv, "cross-attn K, V"),
+        ("", "after image_embedding", kv_img, "own K_img, V_img"),
         ("image (2)", "y = [mask, z_image]", y, "concat on channels"),
         ("", "latents + y", x_in, "patch embedding"),
         ("", "video tokens", q, "cross-attn queries"),
@@ -110,7 +142,12 @@ if __name__ == "__main__":
         print(f"  {path:<10}{what:<24}{shape!s:<19}{where}")
     n = len(calls)
     print(f"\nAfter 4 guided steps ({n} DiT calls): {tuple(final.shape)}")
-    print(f"Wan 2.1, 480x832, 81 frames: N = {N:,} video tokens, L = {L}")
-    print(f"  self-attention scores  N x N = {N * N:>13,}")
-    less = f"({N / L:.0f}x less)"
-    print(f"  cross-attention scores N x L = {N * L:>13,} {less}")
+    print(f"One Wan 2.1 14B block, 480x832, 81 frames: N = {N:,} video tokens")
+    for name, f in flops.items():
+        ratio = flops["self-attention"] / f
+        print(
+            f"  {name:<20} {f / 1e12:6.2f} TFLOP  (self / this = {ratio:.1f})"
+        )
+    extra = flops["cross, text + image"] - flops["cross, text only"]
+    share = extra / flops["cross, text + image"]
+    print(f"  the image branch adds {extra / 1e12:.2f} TFLOP, {share:.0%}")

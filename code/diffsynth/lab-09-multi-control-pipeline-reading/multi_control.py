@@ -14,13 +14,13 @@ from infralens.adapters import (
     ControlWindow,
     MultiControlNet,
     TinyControlNet,
-    TinyUNet,
     combine_control_residuals,
     control_schedule,
     diffsynth_control_active,
     format_control_schedule,
 )
 from infralens.diffusion import flow_euler_step, flow_sigmas
+from infralens.nets import TinyUNet
 
 
 def control_net(unet: TinyUNet, seed: int) -> TinyControlNet:

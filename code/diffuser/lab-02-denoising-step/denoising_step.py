@@ -2,8 +2,9 @@
 
 One reverse update is a model prediction plus scheduler arithmetic. The
 denoiser reads the noisy latent x_t and returns a tensor of the same shape;
-the model's config says whether that tensor is the noise, the velocity or
-x0, and the scheduler's step turns it into the next, less noisy latent.
+the scheduler's config says whether that tensor is the noise, the velocity v
+or x0 (or, for flow models, eps - x0), and the scheduler's step turns it into
+the next, less noisy latent.
 """
 
 import torch
@@ -13,6 +14,8 @@ from infralens.diffusion import (
     alphas_cumprod,
     ddim_step,
     ddpm_step,
+    flow_interpolate,
+    flow_target,
     make_betas,
     predict_x0,
     v_target,
@@ -54,6 +57,13 @@ assert torch.allclose(manual, results["epsilon"][1], atol=1e-5)
 # a v-prediction model run with a scheduler configured for epsilon
 v = outputs["v_prediction"]  # (B, C, H, W)
 wrong = predict_x0(x_t, v, ab_t, "epsilon")  # (B, C, H, W)
+# a flow model (SD3, FLUX, Wan) at the same SNR: x = (1 - sigma) x0 + sigma eps
+s_t, a_t = (1 - ab_t).sqrt(), ab_t.sqrt()  # () the two coefficients
+sigma = s_t / (s_t + a_t)  # () the flow level with the same SNR
+x_sigma = flow_interpolate(x0, eps, sigma.item())  # (B, C, H, W) x_t rescaled
+u = flow_target(x0, eps)  # (B, C, H, W) its output: eps - x0
+x0_flow = x_sigma - sigma * u  # (B, C, H, W) read as flow_prediction (UniPC)
+wrong_flow = predict_x0(x_t, u, ab_t, "v_prediction")  # (B, C, H, W) read as v
 # [end]
 
 
@@ -91,3 +101,8 @@ if __name__ == "__main__":
         e2 = rms(predict_x0(x, eps, ab, "v_prediction") - x0)
         print(f"  {s:>5}{ab.item():>11.5f}{e1:>15.3f}{e2:>10.3f}")
     print(f"  at t={t}: RMS error {rms(wrong - x0):.3f} (latent RMS 1)")
+
+    print(f"\nA flow model at the same SNR (sigma {sigma.item():.4f}):")
+    print("  its output eps - x0, and the x0 error RMS when it is read as")
+    print(f"  flow_prediction: {rms(x0_flow - x0):.1e}")
+    print(f"  v_prediction:    {rms(wrong_flow - x0):.3f}")

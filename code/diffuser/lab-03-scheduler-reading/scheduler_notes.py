@@ -10,12 +10,14 @@ import torch
 
 from infralens.diffusion import (
     alphas_cumprod,
+    dynamic_shift,
     euler_sigmas,
     flow_match_sigmas,
     inference_timesteps,
     make_betas,
     rescale_zero_terminal_snr,
     scale_model_input,
+    shift_sigmas,
 )
 
 # [1] Setup / contract
@@ -44,6 +46,11 @@ latents = torch.randn(1, 4, 64, 64) * sigmas[0]  # (B, C, H, W) x = s * eps
 model_in = scale_model_input(latents, sigmas[0])  # (B, C, H, W)
 # flow matching: sigma in [0, 1] and timesteps T * sigma
 flow = {s: flow_match_sigmas(N, shift=s) for s in (1.0, 3.0, 5.0)}
+# FLUX.1 passes its own sigmas and a shift from the packed token count
+flux = {  # (N,) per image side in pixels: (side / 16) ** 2 tokens
+    px: shift_sigmas(torch.linspace(1, 1 / N, N), dynamic_shift(px**2 // 256))
+    for px in (512, 1024)
+}
 
 # [3] Interview hook
 # DDIMScheduler.step takes prev = t - T // N whatever the spacing
@@ -87,6 +94,9 @@ if __name__ == "__main__":
     for shift, s in flow.items():
         row = f"  {shift:>5.1f}{s[0]:>10.4f}{s[1]:>10.4f}{s[25]:>11.4f}"
         print(row + f"{s[49]:>11.4f}{T * s[0].item():>8.1f}")
+    for px, s in flux.items():
+        row = f"  FLUX {px}x{px}: sigma[25] {s[25]:.4f}, last {s[-1]:.4f}"
+        print(row + f" (shift e^mu = {dynamic_shift((px // 16) ** 2):.3f})")
 
     print("\nDDIMScheduler.step's previous timestep t - T // N on the")
     print("  linspace grid:", end="")

@@ -7,7 +7,8 @@ involved; the price is a second denoiser evaluation at every step.
 
 import torch
 
-from infralens.diffusion import TinyDenoiser, cfg_combine, step_cost
+from infralens.diffusion import cfg_combine, step_cost
+from infralens.nets import TinyDenoiser
 
 # [1] Setup / contract
 torch.manual_seed(0)
@@ -27,11 +28,11 @@ with torch.no_grad():
     both = model(x_in, t_in, text_in)  # (2B, C, H, W)
 pred_uncond, pred_cond = both.chunk(2)  # (B, C, H, W) each
 guided = pred_uncond + scale * (pred_cond - pred_uncond)  # the CFG line
-# two passes (diffusers' Wan pipeline): the same numbers, half the batch
+# two passes (diffusers' Wan pipeline): the prompt first, then the negative
 with torch.no_grad():
-    two_pass = cfg_combine(
-        model(latents, t, uncond), model(latents, t, cond), scale
-    )
+    pass_cond = model(latents, t, cond)  # (B, C, H, W) first call
+    pass_uncond = model(latents, t, uncond)  # (B, C, H, W) second call
+two_pass = cfg_combine(pass_uncond, pass_cond, scale)  # same numbers
 
 # [3] Interview hook
 plain = step_cost(lambda: model(latents, t, cond), model)  # no guidance

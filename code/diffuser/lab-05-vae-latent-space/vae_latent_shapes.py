@@ -10,11 +10,11 @@ import torch
 
 from infralens.diffusion import (
     VAE_CONSTANTS,
-    TinyAutoencoderKL,
     compression_ratio,
     latent_shape,
     step_cost,
 )
+from infralens.nets import TinyAutoencoderKL
 
 # [1] Setup / contract
 torch.manual_seed(0)
@@ -56,7 +56,7 @@ def constants_row(family: str) -> str:
     else:
         values = f"scaling {s.scaling_factor}, shift {s.shift_factor}"
     where = c.diffusers_source or "released config only"
-    return f"  {family:<7} {values:<32} {where}"
+    return f"  {family:<7} {values:<32} {c.in_wheel_as:<10} {where}"
 
 
 if __name__ == "__main__":
@@ -72,7 +72,9 @@ if __name__ == "__main__":
     back = torch.allclose(z_back, z, atol=1e-6)
     print(f"  undoing the constants returns z: {back}")
 
-    print("\nScaling constants (source: diffusers 0.42.1 file:line)")
+    print("\nScaling constants and where the diffusers wheel holds them")
+    print("  (default: a class default; docstring: an example only;")
+    print("   absent: in no file, only in the released vae/config.json)")
     for family in VAE_CONSTANTS:
         print(constants_row(family))
 

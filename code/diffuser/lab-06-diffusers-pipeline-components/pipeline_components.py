@@ -16,6 +16,8 @@ from infralens.pipelines import (
     format_component_table,
 )
 
+DENOISERS = ("unet", "transformer", "transformer_2")
+
 # [1] Setup / contract
 torch.set_grad_enabled(False)  # inference, as in a pipeline's __call__
 pipe = TinyTextToImagePipeline.from_seed(0)  # five components, random
@@ -60,6 +62,6 @@ if __name__ == "__main__":
 
     print("\nPipelines differ in components (diffusers 0.42.1)")
     for name, parts in DIFFUSERS_COMPONENTS.items():
-        denoiser = "unet" if "unet" in parts else "transformer"
+        denoisers = " ".join(p for p in parts if p in DENOISERS)
         encoders = sum(p.startswith("text_encoder") for p in parts)
-        print(f"  {name:<26} {denoiser:<11} text encoders: {encoders}")
+        print(f"  {name:<26} {denoisers:<25} text encoders: {encoders}")

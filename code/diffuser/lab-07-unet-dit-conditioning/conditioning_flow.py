@@ -11,13 +11,8 @@ from itertools import pairwise
 
 import torch
 
-from infralens.diffusion import (
-    TinyDiT,
-    flow_euler_step,
-    flow_match_sigmas,
-    patch_token_count,
-)
-from infralens.pipelines import TinyTextEncoder
+from infralens.diffusion import flow_euler_step, flow_match_sigmas
+from infralens.nets import TinyDiT, TinyTextEncoder, patch_token_count
 
 calls = {"text_encoder": 0, "dit": 0}
 
@@ -49,11 +44,13 @@ for sigma, sigma_next in pairwise(sigmas):  # 4 steps, 1 -> 0
 # [3] Interview hook
 block = dit.blocks[0]
 tokens = dit.tokens(latents)  # (B, N, D), N = (16 / 2) * (16 / 2)
-q = block.cross_attn.to_q(tokens)  # (B, N, D): from the latent
-k = block.cross_attn.to_k(context)  # (B, L, D): from the text
-probs = block.cross_attn.attention_probs(tokens, context)  # (B, h, N, L)
+text = dit.text_embedding(context)  # (B, L, D): the text at the model's width
+q = block.attn2.to_q(tokens)  # (B, N, D): from the latent
+k = block.attn2.to_k(text)  # (B, L, D): from the text
+probs = block.attn2.attention_probs(tokens, text)  # (B, h, N, L)
 emb = dit.embed_timesteps(torch.tensor([500.0]))  # (B, D): from t
-shift, scale, gate = block.adaln(emb)[:3]  # (B, D) each, for all tokens
+t_mod = dit.time_projection(emb)  # (B, 6, D): one projection for all blocks
+shift, scale, gate = block.modulation(t_mod)[:3]  # (B, D) each, for all tokens
 # [end]
 
 

@@ -10,7 +10,8 @@ scaled by conditioning_scale. A fresh ControlNet adds exact zeros.
 
 import torch
 
-from infralens.adapters import MultiControlNet, TinyControlNet, TinyUNet
+from infralens.adapters import MultiControlNet, TinyControlNet
+from infralens.nets import TinyUNet
 
 
 def square_outline(lo: int, hi: int, size: int = 128) -> torch.Tensor:
