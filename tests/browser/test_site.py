@@ -1,9 +1,11 @@
 """The built HTML in a real browser: headless Chromium driven by Playwright.
 
-Run by ``tox -e browser`` after it builds the site with MathJax served locally.
+Run by ``tox -e browser`` on the docs build (``_build/html``, MathJax served locally).
 The site is served on 127.0.0.1 and every request the pages make is recorded:
 a request to any other host, a console error or a failed request fails the
 test, so the book works offline. Screenshots land in ``_build/screenshots``.
+Each page is loaded once (``visit``): the page test and the download test read
+what that one load showed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import functools
 import http.server
 import os
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -93,27 +96,60 @@ def open_page(browser, server, path):
     return page, rec
 
 
+@dataclass
+class Visit:
+    """What one load of a page showed; each page is loaded once and read by every test that needs it."""
+
+    links: list[str] = field(default_factory=list)
+    math: int = 0
+    typeset: int = 0
+    wide: list[str] = field(default_factory=list)
+    external: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    failure: BaseException | None = None
+
+
+_VISITS: dict[str, Visit] = {}
+
+
+def visit(browser, server, path: str) -> Visit:
+    if path in _VISITS:
+        return _VISITS[path]
+    page, rec = open_page(browser, server, path)
+    seen = _VISITS[path] = Visit()
+    try:
+        seen.links = page.locator("a.download").evaluate_all("els => els.map(e => e.href)")
+        seen.math = page.locator(".math").count()
+        if seen.math:
+            # every formula becomes MathJax output, none is left as raw TeX (counted, not waited
+            # for by visibility: a formula may sit in a collapsed part of the page)
+            typeset = "document.querySelectorAll('mjx-container').length"
+            page.wait_for_function(f"{typeset} >= document.querySelectorAll('.math').length", timeout=15_000)
+            seen.typeset = page.locator("mjx-container").count()
+        # code and doctests fit the content column: no block scrolls sideways by a few characters
+        seen.wide = page.evaluate(
+            "[...document.querySelectorAll('article pre')]"
+            ".filter(e => e.scrollWidth > e.clientWidth + 2).map(e => e.innerText.slice(0, 60))"
+        )
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / (path.replace("/", "__").removesuffix(".html") + ".png")), full_page=True)
+    except Exception as exc:  # the page test reports it; the download test still has the links
+        seen.failure = exc
+    finally:
+        page.close()
+        seen.external, seen.errors = rec.external, rec.errors
+    return seen
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_page_offline_no_errors_math_typeset(browser, server, path):
-    page, rec = open_page(browser, server, path)
-    has_math = page.locator(".math").count() > 0
-    if has_math:
-        # every formula becomes MathJax output, none is left as raw TeX (counted, not waited
-        # for by visibility: a formula may sit in a collapsed part of the page)
-        typeset = "document.querySelectorAll('mjx-container').length"
-        page.wait_for_function(f"{typeset} >= document.querySelectorAll('.math').length", timeout=15_000)
-        assert page.locator("mjx-container").count() >= page.locator(".math").count()
-    # code and doctests fit the content column: no block scrolls sideways by a few characters
-    wide = page.evaluate(
-        "[...document.querySelectorAll('article pre')]"
-        ".filter(e => e.scrollWidth > e.clientWidth + 2).map(e => e.innerText.slice(0, 60))"
-    )
-    assert wide == [], f"code blocks wider than the page: {wide}"
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / (path.replace("/", "__").removesuffix(".html") + ".png")), full_page=True)
-    page.close()
-    assert rec.external == [], f"requests to other hosts: {rec.external}"
-    assert rec.errors == [], rec.errors
+    seen = visit(browser, server, path)
+    if seen.failure is not None:
+        raise seen.failure
+    assert seen.typeset >= seen.math
+    assert seen.wide == [], f"code blocks wider than the page: {seen.wide}"
+    assert seen.external == [], f"requests to other hosts: {seen.external}"
+    assert seen.errors == [], seen.errors
 
 
 def test_search_finds_lab_01_for_alpha_bar(browser, server):
@@ -127,12 +163,14 @@ def test_search_finds_lab_01_for_alpha_bar(browser, server):
 
 @pytest.mark.parametrize("path", [p for p in PAGES if "/labs/lab-" in p])
 def test_starter_download_links_resolve(browser, server, path):
-    page, _ = open_page(browser, server, path)
-    links = page.locator("a.download").evaluate_all("els => els.map(e => e.href)")
+    links = visit(browser, server, path).links
     assert links, "a lab page offers its starter file"
-    for href in links:
-        response = page.request.get(href)
-        assert response.ok, href
-        # the starter itself (a .py docstring or a config's comment), not an error page
-        assert response.body().startswith((b'"""Lab ', b"# Lab ")), href
-    page.close()
+    context = browser.new_context()
+    try:
+        for href in links:
+            response = context.request.get(href)
+            assert response.ok, href
+            # the starter itself (a .py docstring or a config's comment), not an error page
+            assert response.body().startswith((b'"""Lab ', b"# Lab ")), href
+    finally:
+        context.close()

@@ -7,6 +7,14 @@ for it are run the way it runs them: ``python -m sphinx -T -W --keep-going``
 ``latexmk -r latexmkrc -pdf -f -dvi- -ps- -jobname=... -interaction=nonstopmode``
 in the LaTeX folder. The one step it cannot replay offline is the CPU torch
 wheel from the PyTorch index; the test checks that it pins the version tox uses.
+
+It replays only what no other environment exercises: ``READTHEDOCS=True``,
+Read the Docs' flags, MathJax from its CDN and ``latexmk -f``. The book is not
+read again: the builders start from a copy of the run's shared doctree
+(``INFRALENS_DOCTREES``, which ``tox -e docs`` fills), and the ePub takes its
+math images from the content cache (``INFRALENS_IMGMATH_CACHE``) that
+``tox -e epub`` filled. Without them (a bare ``pytest`` of this file) it reads
+and renders everything itself.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -58,7 +67,12 @@ def sphinx(builder: str, out: Path, doctrees: Path) -> None:
 
 @pytest.fixture(scope="module")
 def output(tmp_path_factory):
-    return tmp_path_factory.mktemp("readthedocs")
+    out = tmp_path_factory.mktemp("readthedocs")
+    shared = os.environ.get("INFRALENS_DOCTREES")
+    if shared and Path(shared, "environment.pickle").is_file():
+        # a copy: the replay must not write into the doctree the other builders use
+        shutil.copytree(shared, out / "doctrees")
+    return out
 
 
 def test_html(output):
