@@ -152,3 +152,12 @@ def test_swiglu_errors(kwargs, words):
 def test_gated_ffn_errors():
     with pytest.raises(ValueError, match=r"hidden must be >= 1, e\.g\. hidden=11008"):
         gated_ffn_params(4096, 0)
+
+
+def test_breakdown_takes_the_keywords_of_the_count_and_no_others():
+    with pytest.raises(TypeError, match="vocab"):
+        llama_param_breakdown(**LLAMA2_7B, vocab=3)
+    missing = {k: v for k, v in LLAMA2_7B.items() if k != "hidden_size"}
+    with pytest.raises(TypeError, match="hidden_size"):
+        llama_param_breakdown(**missing)
+    assert llama_param_breakdown(**LLAMA2_7B).total == llama_param_count(**LLAMA2_7B)

@@ -16,55 +16,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+# the names in constructor order, as diffusers spells them
+_COMPONENTS = {
+    "StableDiffusionPipeline": (
+        "vae text_encoder tokenizer unet scheduler safety_checker feature_extractor image_encoder"
+    ),
+    "StableDiffusionXLPipeline": (
+        "vae text_encoder text_encoder_2 tokenizer tokenizer_2 unet scheduler image_encoder feature_extractor"
+    ),
+    "StableDiffusion3Pipeline": (
+        "transformer scheduler vae text_encoder tokenizer text_encoder_2 "
+        "tokenizer_2 text_encoder_3 tokenizer_3 image_encoder feature_extractor"
+    ),
+    "FluxPipeline": (
+        "scheduler vae text_encoder tokenizer text_encoder_2 tokenizer_2 transformer image_encoder feature_extractor"
+    ),
+    "WanPipeline": "tokenizer text_encoder vae scheduler transformer transformer_2",
+}
 DIFFUSERS_COMPONENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "StableDiffusionPipeline": (
-            "vae",
-            "text_encoder",
-            "tokenizer",
-            "unet",
-            "scheduler",
-            "safety_checker",
-            "feature_extractor",
-            "image_encoder",
-        ),
-        "StableDiffusionXLPipeline": (
-            "vae",
-            "text_encoder",
-            "text_encoder_2",
-            "tokenizer",
-            "tokenizer_2",
-            "unet",
-            "scheduler",
-            "image_encoder",
-            "feature_extractor",
-        ),
-        "StableDiffusion3Pipeline": (
-            "transformer",
-            "scheduler",
-            "vae",
-            "text_encoder",
-            "tokenizer",
-            "text_encoder_2",
-            "tokenizer_2",
-            "text_encoder_3",
-            "tokenizer_3",
-            "image_encoder",
-            "feature_extractor",
-        ),
-        "FluxPipeline": (
-            "scheduler",
-            "vae",
-            "text_encoder",
-            "tokenizer",
-            "text_encoder_2",
-            "tokenizer_2",
-            "transformer",
-            "image_encoder",
-            "feature_extractor",
-        ),
-        "WanPipeline": ("tokenizer", "text_encoder", "vae", "scheduler", "transformer", "transformer_2"),
-    }
+    {pipeline: tuple(names.split()) for pipeline, names in _COMPONENTS.items()}
 )
 """Component names by pipeline class, in constructor order (diffusers 0.42.1).
 

@@ -19,6 +19,7 @@ device. Argument names are the fields of transformers' ``LlamaConfig``.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from dataclasses import dataclass
@@ -108,27 +109,11 @@ def swiglu_intermediate_size(
     return m * -(-f // m)  # round up to a multiple of m
 
 
-def llama_param_breakdown(
-    *,
-    vocab_size: int,
-    hidden_size: int,
-    intermediate_size: int,
-    num_hidden_layers: int,
-    num_attention_heads: int,
-    num_key_value_heads: int,
-    tie_word_embeddings: bool = False,
-    head_dim: int | None = None,
-) -> LlamaParams:
+def llama_param_breakdown(**config: int | bool | None) -> LlamaParams:
     r"""Parameters of a Llama-style decoder, by part: embeddings, attention, FFN, norms and head.
 
-    :param vocab_size: :math:`V`.
-    :param hidden_size: :math:`d`.
-    :param intermediate_size: :math:`f`, the SwiGLU width (see :func:`swiglu_intermediate_size`).
-    :param num_hidden_layers: :math:`L`.
-    :param num_attention_heads: :math:`h`.
-    :param num_key_value_heads: :math:`h_{kv}`, a divisor of :math:`h` (:math:`h` without grouped-query attention).
-    :param tie_word_embeddings: the head reuses the embedding table.
-    :param head_dim: :math:`d_h` (default :math:`d / h`, which must then be whole).
+    :param config: the keywords of :func:`llama_param_count` (the names of ``transformers.LlamaConfig``);
+        a missing or unknown keyword is a :class:`TypeError`, as in a call of that function.
     :returns: a :class:`LlamaParams`.
 
     >>> p = llama_param_breakdown(**LLAMA2_7B)
@@ -137,6 +122,13 @@ def llama_param_breakdown(
     >>> p.total, p.per_layer
     (6738415616, 202383360)
     """
+    bound = inspect.signature(llama_param_count).bind(**config)  # one signature: llama_param_count's
+    bound.apply_defaults()
+    c = bound.arguments
+    vocab_size, hidden_size, intermediate_size = c["vocab_size"], c["hidden_size"], c["intermediate_size"]
+    num_hidden_layers, num_attention_heads = c["num_hidden_layers"], c["num_attention_heads"]
+    num_key_value_heads, head_dim = c["num_key_value_heads"], c["head_dim"]
+    tie_word_embeddings = c["tie_word_embeddings"]
     V = positive_int("vocab_size", vocab_size, example=32000)
     d = positive_int("hidden_size", hidden_size, example=4096)
     f = positive_int("intermediate_size", intermediate_size, example=11008)
@@ -181,6 +173,15 @@ def llama_param_count(
     r"""Every parameter of a Llama-style decoder: ``sum(p.numel())`` of ``LlamaForCausalLM(config)``.
 
     The total of :func:`llama_param_breakdown` (norms included, no biases).
+
+    :param vocab_size: :math:`V`.
+    :param hidden_size: :math:`d`.
+    :param intermediate_size: :math:`f`, the SwiGLU width (see :func:`swiglu_intermediate_size`).
+    :param num_hidden_layers: :math:`L`.
+    :param num_attention_heads: :math:`h`.
+    :param num_key_value_heads: :math:`h_{kv}`, a divisor of :math:`h` (:math:`h` without grouped-query attention).
+    :param tie_word_embeddings: the head reuses the embedding table.
+    :param head_dim: :math:`d_h` (default :math:`d / h`, which must then be whole).
 
     >>> llama_param_count(**LLAMA2_7B)
     6738415616
