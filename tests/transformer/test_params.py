@@ -161,3 +161,8 @@ def test_breakdown_takes_the_keywords_of_the_count_and_no_others():
     with pytest.raises(TypeError, match="hidden_size"):
         llama_param_breakdown(**missing)
     assert llama_param_breakdown(**LLAMA2_7B).total == llama_param_count(**LLAMA2_7B)
+
+
+def test_a_multiplier_below_one_narrows_the_ffn():
+    # by hand: floor(2 * 4 * 4096 / 3) = 10922, half of it 5461, rounded up to a multiple of 256: 22 * 256
+    assert swiglu_intermediate_size(4096, multiple_of=256, ffn_dim_multiplier=0.5) == 5632
