@@ -24,7 +24,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "docs" / "_data" / "upstream.json"
-PACKAGES = ("diffusers", "diffsynth", "transformers", "tokenizers", "torch")
+PACKAGES = ("diffusers", "diffsynth", "transformers", "tokenizers", "peft", "torch")
 
 _STATE = pytest.StashKey[dict]()
 
