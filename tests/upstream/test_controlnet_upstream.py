@@ -235,3 +235,42 @@ def test_flux_controlnet_pipeline_vae_encodes_the_control_image_for_instantx_net
         )  # fmt: skip
     assert encoded == [(1, 3, 16, 16)]  # the control image, through the VAE
     assert received == [(1, 16, 16)]  # (B, tokens, 4 channels x 2x2): packed like the latent, not pixels
+
+
+class _StopHereError(Exception):
+    pass
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # FluxControlNetModel imports a deprecated FluxPosEmbed
+def test_flux_controlnet_pipeline_hands_pixels_to_an_xlabs_net():
+    """A FLUX ControlNet with ``input_hint_block`` (XLabs-style): no VAE for the control image, pixels in."""
+    diffusers = pytest.importorskip("diffusers")
+    from ._tiny import tiny_flux_pipeline
+
+    base = tiny_flux_pipeline()
+    controlnet = diffusers.FluxControlNetModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=(4, 4, 8),
+        conditioning_embedding_channels=16,
+    ).eval()  # fmt: skip
+    assert controlnet.input_hint_block is not None  # its own strided convolutions, pixels to the latent grid
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = diffusers.FluxControlNetPipeline(controlnet=controlnet, **base.components)
+    pipe.set_progress_bar_config(disable=True)
+    encoded, received = [], []
+    encode = pipe.vae.encode
+    pipe.vae.encode = lambda x, *args, **kwargs: encoded.append(tuple(x.shape)) or encode(x, *args, **kwargs)
+
+    def first_call(module, args, kwargs):  # what the pipeline hands over, then stop (the tiny sizes do not fit)
+        received.append(tuple(kwargs["controlnet_cond"].shape))
+        raise _StopHereError
+
+    controlnet.register_forward_pre_hook(first_call, with_kwargs=True)
+    with torch.no_grad(), pytest.raises(_StopHereError):
+        pipe(
+            prompt_embeds=torch.randn(1, 5, 32), pooled_prompt_embeds=torch.randn(1, 32),
+            control_image=torch.rand(1, 3, 16, 16), num_inference_steps=1, height=16, width=16, output_type="latent",
+        )  # fmt: skip
+    assert encoded == []  # the VAE never sees the control image
+    assert received == [(1, 3, 16, 16)]  # pixels, for the net's input_hint_block
