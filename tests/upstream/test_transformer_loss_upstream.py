@@ -66,10 +66,19 @@ def test_padding_labelled_with_its_id_trains_on_padding():
 
 
 def test_num_items_in_batch_is_the_divisor():
+    """Given num_items_in_batch, the loss is the sum over counted shifted targets divided by it, not their mean."""
     hf, _ = model_pair()
     ids, labels, mask = padded_batch()
     with torch.no_grad():
         out = hf(ids, attention_mask=mask, labels=labels, num_items_in_batch=torch.tensor(40))
+        mean = hf(ids, attention_mask=mask, labels=labels).loss
+    targets = shift_labels(labels)  # (B, S), -100 at the end and on padding
+    total = torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), targets.flatten(), reduction="sum")
+    n = count_label_tokens(labels)
+    assert n == 9 + 5
+    assert torch.allclose(out.loss, total / 40, atol=1e-6)  # the given count, not the batch's own
+    assert torch.allclose(mean, total / n, atol=1e-6)
+    assert torch.allclose(out.loss, mean * n / 40, atol=1e-6) and not torch.allclose(out.loss, mean)
     assert torch.allclose(out.loss, causal_lm_loss(out.logits, labels, num_items_in_batch=40), atol=1e-6)
 
 

@@ -145,3 +145,60 @@ def test_dynamic_cache_holds_rotated_keys_and_unrotated_values():
     assert torch.allclose(cached_k, apply_rope(raw_k, ids[0]), atol=1e-6)
     assert not torch.allclose(cached_k, raw_k, atol=1e-3)
     assert torch.equal(cached_v, raw_v)
+
+
+def _rope_llama(**extra):
+    """A one-layer LlamaForCausalLM with Llama-sized heads (head_dim 128, rope_theta 10000)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=256,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=128,
+        max_position_embeddings=8192,
+        **extra,
+    )
+    torch.manual_seed(0)
+    return LlamaForCausalLM(cfg)
+
+
+def test_model_to_bf16_rounds_inv_freq_and_the_angles_drift(tmp_path):
+    """``inv_freq`` is a non-persistent buffer: loading in bf16 keeps it float32, ``model.to(bf16)`` rounds it.
+
+    The forward upcasts the buffer to float32 before the product, which cannot undo
+    the rounding: the cast model's cos and sin are those of the bf16-rounded
+    frequencies, and drift from the float32 model's with the position.
+    """
+    from transformers import LlamaForCausalLM
+
+    model = _rope_llama()
+    rotary = model.model.rotary_emb
+    assert not any("inv_freq" in name for name in model.state_dict())  # persistent=False: not saved
+    assert rotary.inv_freq.dtype == torch.float32
+    model.save_pretrained(tmp_path)
+    loaded = LlamaForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16)  # built in bf16, not cast
+    assert loaded.model.embed_tokens.weight.dtype == torch.bfloat16
+    assert loaded.model.rotary_emb.inv_freq.dtype == torch.float32  # the buffer is recomputed in float32
+    assert torch.equal(loaded.model.rotary_emb.inv_freq, rotary.inv_freq)
+    assert torch.allclose(rotary.inv_freq, rope_inv_freq(128), rtol=1e-6, atol=0)
+
+    cast = _rope_llama().to(torch.bfloat16)  # nn.Module.to casts every floating buffer, persistent or not
+    rounded = cast.model.rotary_emb.inv_freq
+    assert rounded.dtype == torch.bfloat16
+    assert torch.equal(rounded, rotary.inv_freq.to(torch.bfloat16))
+    assert torch.equal(rounded, rope_inv_freq(128).to(torch.bfloat16))  # the page's `bf`, bit for bit
+
+    ids = torch.arange(8192)[None]
+    x = torch.zeros(1, dtype=torch.bfloat16)
+    cos_cast, sin_cast = cast.model.rotary_emb(x, ids)
+    cos_f32, _ = rotary(x, ids)
+    theta = ids[..., None].float() * rounded.float()  # float32 product of the rounded frequencies
+    assert torch.equal(cos_cast, torch.cat([theta, theta], -1).cos().to(torch.bfloat16))
+    assert torch.equal(sin_cast, torch.cat([theta, theta], -1).sin().to(torch.bfloat16))
+    gap = (cos_cast.float() - cos_f32.float()).abs().amax(-1)[0]  # (S,): worst pair per position
+    assert gap[:8].max() < 0.01  # near the start: within bf16's rounding of cos itself
+    assert gap[100] > 0.1 and gap[1000] > 0.5  # the page's 82 and 818: off by 0.1 and 1 radian

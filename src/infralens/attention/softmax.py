@@ -6,17 +6,17 @@ one :math:`S_q \times S_k` matrix per head, then their softmax:
 .. math:: O = \operatorname{softmax}(S)\,V, \qquad \text{scale} = 1/\sqrt{d}
 
 The softmax normalises each query's row over the keys, so the keys can also be
-visited in blocks if three running quantities are kept per query row: the
-largest score seen so far :math:`m`, the sum of exponentials relative to it
-:math:`\ell`, and the unnormalised output :math:`a`. A new block of scores
-:math:`S_j` with values :math:`V_j` updates them as
+visited in blocks if three running quantities are kept per query row :math:`i`:
+the largest score seen so far :math:`m_i`, the sum of exponentials relative to
+it :math:`\ell_i`, and the unnormalised output :math:`a_i`. Block :math:`j` of
+keys :math:`k \in j`, with scores :math:`S_{ik}` and values :math:`v_k`, updates them as
 
-.. math:: m' = \max(m, \max_k S_{j}), \quad
-   \ell' = e^{m - m'}\ell + \textstyle\sum_k e^{S_j - m'}, \quad
-   a' = e^{m - m'} a + e^{S_j - m'} V_j
+.. math:: m_i' = \max(m_i, \max_{k \in j} S_{ik}), \quad
+   \ell_i' = e^{m_i - m_i'}\ell_i + \textstyle\sum_{k \in j} e^{S_{ik} - m_i'}, \quad
+   a_i' = e^{m_i - m_i'} a_i + \textstyle\sum_{k \in j} e^{S_{ik} - m_i'} v_k
 
-and :math:`O = a / \ell` after the last block, exactly the softmax result
-(FlashAttention's algorithm; Dao et al. 2022, Milakov & Gimelshein 2018).
+from :math:`m_i = -\infty, \ell_i = 0, a_i = 0`, and :math:`O_i = a_i / \ell_i` after the last block,
+exactly the softmax result (FlashAttention's algorithm; Dao et al. 2022, Milakov & Gimelshein 2018).
 :class:`OnlineSoftmax` is that update, written once. Everything blocked in the
 book uses it: query chunks (:func:`chunked_attention`, the memory lab), query and
 key tiles (:func:`flash_attention`, the transformer track's backend lab), and key
@@ -161,15 +161,16 @@ class OnlineSoftmax:
         :param visible: optional boolean mask broadcasting to ``(B, h, S_q, S_j)``, ``False`` where a key is hidden.
         """
         _check_qkv(self.query, key, value)
-        s = self._scaled_query @ key.transpose(-2, -1).to(self.acc.dtype)  # S_j: (B, h, S_q, S_j)
+        s = self._scaled_query @ key.transpose(-2, -1).to(self.acc.dtype)  # S_ik, k in block j: (B, h, S_q, S_j)
         if visible is not None:
             s.masked_fill_(~visible, float("-inf"))
-        m_new = torch.maximum(self.max, s.amax(dim=-1))  # m' = max(m, max_k S_j)
+        m_new = torch.maximum(self.max, s.amax(dim=-1))  # m_i' = max(m_i, max_{k in j} S_ik)
         m_ref = m_new.masked_fill(m_new == float("-inf"), 0.0)  # rows with nothing visible yet stay at zero weight
-        p = s.sub_(m_ref[..., None]).exp_()  # e^{S_j - m'}, in place: one score block alive, (B, h, S_q, S_j)
-        rescale = torch.exp(self.max - m_ref)  # e^{m - m'}: (B, h, S_q)
-        self.sum = rescale * self.sum + p.sum(dim=-1)  # l' = e^{m - m'} l + sum_k e^{S_j - m'}
-        self.acc = rescale[..., None] * self.acc + p @ value.to(self.acc.dtype)  # a' = e^{m - m'} a + e^{S_j - m'} V_j
+        p = s.sub_(m_ref[..., None]).exp_()  # e^{S_ik - m_i'}, in place: one score block alive, (B, h, S_q, S_j)
+        rescale = torch.exp(self.max - m_ref)  # e^{m_i - m_i'}: (B, h, S_q)
+        self.sum = rescale * self.sum + p.sum(dim=-1)  # l_i' = e^{m_i - m_i'} l_i + sum_{k in j} e^{S_ik - m_i'}
+        # a_i' = e^{m_i - m_i'} a_i + sum_{k in j} e^{S_ik - m_i'} v_k: (B, h, S_q, d_v)
+        self.acc = rescale[..., None] * self.acc + p @ value.to(self.acc.dtype)
         self.max = m_new
 
     @property

@@ -4,14 +4,15 @@ A linear layer spends 2 FLOPs (a multiply and an add) per weight per token, so
 the projections cost :math:`2 B S` times their weights; the score and value
 products cost :math:`2 B H S^2 D_h` each (:func:`infralens.calculators.attention_cost`):
 
-.. math:: F_\text{proj} = 2 B S \,(2 D q + 2 D k), \qquad F_\text{attn} = 4 B S^2 q,
-   \qquad q = H D_h,\; k = H_{kv} D_h
+.. math:: F_\text{proj} = 2 B S \,(2 D D_q + 2 D D_{kv}), \qquad F_\text{attn} = 4 B S^2 D_q,
+   \qquad D_q = H D_h,\; D_{kv} = H_{kv} D_h
 
-For multi-head attention (:math:`q = k = D`) that is :math:`8 B S D^2` against
-:math:`4 B S^2 D`: the projections dominate until :math:`S = 2D`, and the
-quadratic term only after. In general the two are equal at
+(:math:`D_q` the width of the queries and of ``o_proj``'s input, :math:`D_{kv}`
+that of the keys and of the values). For multi-head attention
+(:math:`D_q = D_{kv} = D`) that is :math:`8 B S D^2` against :math:`4 B S^2 D`: the
+projections dominate until :math:`S = 2D`, and the quadratic term only after. In general the two are equal at
 
-.. math:: S^* = D\,(q + k) / q
+.. math:: S^* = D\,(D_q + D_{kv}) / D_q
 
 Softmax, masking and RoPE (a few FLOPs per score or channel) are not counted,
 nor is a causal kernel's saving from skipping hidden blocks (it can halve
@@ -68,14 +69,14 @@ def attention_flops(
     d, h, hkv, dh = _shape(dim, heads, kv_heads, head_dim)
     b = positive_int("batch", batch, example=1)
     s = positive_int("seq_len", seq_len, example=4096)
-    weights = attention_params(d, heads=h, kv_heads=hkv, head_dim=dh, bias=False)  # D q + 2 D k + q D
+    weights = attention_params(d, heads=h, kv_heads=hkv, head_dim=dh, bias=False)  # D D_q + 2 D D_kv + D_q D
     projections = 2 * b * s * weights  # 2 FLOPs per weight per token
     attention = attention_cost(tokens=s, heads=h, head_dim=dh, batch=b).flops  # 4 B H S^2 Dh
     return AttentionFlops(projections, attention)
 
 
 def attention_crossover(*, dim: int, heads: int, kv_heads: int | None = None, head_dim: int | None = None) -> float:
-    r"""The sequence length :math:`S^* = D (q + k) / q` where attention's FLOPs overtake the projections'.
+    r"""The sequence length :math:`S^* = D (D_q + D_{kv}) / D_q` where attention's FLOPs overtake the projections'.
 
     >>> attention_crossover(dim=4096, heads=32)               # MHA: 2 D
     8192.0
@@ -83,8 +84,8 @@ def attention_crossover(*, dim: int, heads: int, kv_heads: int | None = None, he
     5120.0
     """
     d, h, hkv, dh = _shape(dim, heads, kv_heads, head_dim)
-    q, k = h * dh, hkv * dh
-    return d * (q + k) / q  # S* = D (q + k) / q
+    d_q, d_kv = h * dh, hkv * dh  # D_q = H Dh, D_kv = H_kv Dh
+    return d * (d_q + d_kv) / d_q  # S* = D (D_q + D_kv) / D_q
 
 
 def count_attention_flops(module: nn.Module, *args: object, **kwargs: object) -> AttentionFlops:
