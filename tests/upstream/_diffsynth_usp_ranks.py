@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
+from torch.nn.functional import scaled_dot_product_attention as sdpa
 
 HERE = Path(__file__).resolve().parent
 _PACKAGE = "_infralens_upstream_helpers"
@@ -60,7 +60,7 @@ class _LongContextAttention:
     def __call__(self, attn, query, key, value):
         _LongContextAttention.calls += 1
         k, v = _gather(key, 1), _gather(value, 1)  # (B, N s, H, Dh): padded rows included
-        out = F.scaled_dot_product_attention(query.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        out = sdpa(query.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return out.transpose(1, 2)  # (B, s, H, Dh)
 
 

@@ -16,11 +16,10 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
-
-from pathlib import Path
 
 from infralens.distributed import padded_length, run_ranks, split_sequence
 
