@@ -3,9 +3,12 @@
 DiffSynth-Studio's sequence parallel path (``use_usp=True``) lives in
 ``diffsynth/utils/xfuser/xdit_context_parallel.py`` and delegates attention to
 xDiT (``xfuser``, built on ``yunchang``). Neither is installed in this book's
-environments, so the attention itself is not run. What is run: the import
-that fails without them, and DiffSynth's own splitting helpers (``get_current_chunk``,
-``pad_freqs``), with xDiT's rank getters replaced by plain functions.
+environments, so xDiT's attention itself is not run. What is run: the import
+that fails without them; DiffSynth's own splitting helpers (``get_current_chunk``,
+``pad_freqs``, ``rope_apply``), with xDiT's rank getters replaced by plain functions;
+and a whole guided ``WanVideoPipeline`` call after ``enable_usp`` on two gloo
+processes (``_diffsynth_usp_ranks.py``), xDiT stood in by an exact attention over
+every key it is handed, against the same call in one process.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
 
-from infralens.distributed import split_sequence
+from infralens.distributed import padded_length, run_ranks, split_sequence
 
 from ._diffsynth import import_submodule
 
@@ -107,3 +111,53 @@ def test_rope_apply_rotates_each_rank_by_global_positions(usp):
         assert torch.allclose(mine, whole[:, rank * s : (rank + 1) * s], atol=1e-12)
     local = torch.view_as_complex(x[:, s:].reshape(1, s, H, Dh // 2, 2)) * freqs[:s]  # positions from 0: wrong
     assert not torch.allclose(torch.view_as_real(local).flatten(2), whole[:, s:])
+
+
+# --- the whole USP call on two gloo ranks ------------------------------------------------------------------
+
+RANKS = Path(__file__).resolve().parent / "_diffsynth_usp_ranks.py"
+SIZES = [(48, 80, 5), (48, 80, 9)]  # (height, width, frames): 2 x 3 x 5 = 30 tokens, 3 x 3 x 5 = 45 tokens
+STEPS = 2  # num_inference_steps in every call
+
+
+@pytest.fixture(scope="module")
+def usp_runs(tmp_path_factory):
+    pytest.importorskip("einops")
+    pytest.importorskip("safetensors")
+    folder = str(tmp_path_factory.mktemp("usp"))
+    return run_ranks(f"{RANKS}:usp_facts", 2, args=(folder, SIZES), timeout=300)
+
+
+def _tokens(latent):
+    _, _, f, h, w = latent
+    return f * (h // 2) * (w // 2)  # 1 x 2 x 2 patches
+
+
+def test_usp_runs_both_guided_branches_on_every_rank(usp_runs):
+    """No CFG parallel: each rank makes the prompt's and the negative prompt's call at every step."""
+    for facts in usp_runs:
+        for run in facts["runs"]:
+            assert run["dit_calls"] == 2 * STEPS
+            prompts = run["prompts"]
+            assert prompts[0::2] == [prompts[0]] * STEPS and prompts[1::2] == [prompts[1]] * STEPS
+            assert prompts[0] != prompts[1]  # prompt, negative prompt, prompt, ...
+    assert usp_runs[0]["runs"][0]["prompts"] == usp_runs[1]["runs"][0]["prompts"]  # the same on both ranks
+
+
+def test_usp_splits_the_tokens_and_keeps_the_whole_dit(usp_runs):
+    """Each rank's blocks see ceil(S / N) tokens (padded); every rank holds every parameter."""
+    for facts in usp_runs:
+        assert facts["params"][0] == facts["params"][1]  # split pipeline, one-process pipeline
+        for run in facts["runs"]:
+            assert run["tokens_in_block"] == [padded_length(_tokens(run["latent"]), 2) // 2]
+            assert run["attention_calls"] == run["dit_calls"]  # usp_attn_forward in the one block, per call
+            assert run["dit_forward_calls"] == 0  # the loop calls model_fn_wan_video, not dit.forward
+    assert [_tokens(r["latent"]) for r in usp_runs[0]["runs"]] == [30, 45]
+
+
+def test_usp_equals_one_process_only_when_the_tokens_divide(usp_runs):
+    """30 tokens: the one-process latents to float32 rounding; 45: the padded token is a key, the video moves."""
+    for facts in usp_runs:
+        even, odd = facts["runs"]
+        assert even["err"] < 1e-5 * even["scale"]
+        assert odd["err"] > 1e-4 * odd["scale"]

@@ -187,6 +187,15 @@ def test_one_cfg_scale_for_both_experts():
         call(pipe, num_inference_steps=6, cfg_scale=4.0, cfg_scale_2=3.0)
 
 
+def test_a_per_expert_guidance_pair_is_refused_at_the_first_guided_step():
+    """The released configs give a (low, high) pair; handed to cfg_scale, the loop fails after its first two calls."""
+    low, high = get_model("wan2.2-t2v-a14b")["inference"]["sample_guide_scale"]
+    pipe = _pipeline(Expert("dit", 0.5), Expert("dit2", -0.5), [_noise])
+    with pytest.raises(TypeError, match="converted to an index"):  # tuple * tensor: no per-expert reading
+        _wan_call()(pipe, num_inference_steps=6, sigma_shift=5.0, cfg_scale=(low, high), output_type="floatpoint")
+    assert [name for name, _ in pipe.model_fn.calls] == ["dit", "dit"]  # prompt and negative prompt, then the error
+
+
 def test_switch_loads_the_second_expert_once():
     pipe = _pipeline(Expert("dit", 0.5), Expert("dit2", -0.5), [_noise])
     pipe.vace, pipe.vace2 = "vace", "vace2"  # a VACE adapter per expert switches with it
@@ -258,6 +267,101 @@ def test_expert_order_is_load_order():
     assert pipe.model_fn.calls[0][0] == "low"
     expected = ["low" if e == EXPERTS[0] else "high" for e in expert_schedule(8, 0.875, shift=5.0)]
     assert [n for n, _ in pipe.model_fn.calls] == expected
+
+
+# The real WanVideoPipeline (from_pretrained, __call__, model_fn_wan_video) on two tiny expert files --------------
+
+
+def _wp():
+    from . import _wan_pipeline  # imports diffsynth.pipelines.wan_video once per session, with stand-ins
+
+    return _wan_pipeline
+
+
+@pytest.fixture
+def expert_files(tmp_path):
+    wp = _wp()
+    high = wp.save_tiny_dit(tmp_path / "high_noise.safetensors", seed=1)
+    low = wp.save_tiny_dit(tmp_path / "low_noise.safetensors", seed=2)
+    with wp.registered(high):  # one architecture, one hash: both files match this entry
+        yield high, low
+
+
+def _residency(pipe, steps=10):
+    """Run a call; after every load_models_to_device, which experts hold float32 (computation) weights."""
+    wp = _wp()
+    wp.attach_standins(pipe)
+    stages = []
+    load = pipe.load_models_to_device
+
+    def recording(names):
+        load(names)
+        held = {n for n in EXPERTS if {p.dtype for p in getattr(pipe, n).parameters()} == {torch.float32}}
+        stages.append((tuple(names), held))
+
+    pipe.load_models_to_device = recording
+    wp.call(pipe, height=32, width=48, num_frames=5, num_inference_steps=steps, cfg_scale=1.0, seed=0)
+    return stages
+
+
+def test_by_default_both_experts_stay_loaded_for_the_whole_call(expert_files, monkeypatch):
+    """No offload fields: both experts are loaded on the device in torch_dtype and never move (M = both)."""
+    monkeypatch.setattr(torch.cpu, "empty_cache", lambda: None, raising=False)  # CUDA has it, CPU does not
+    wp = _wp()
+    high, low = expert_files
+    pipe = wp.from_pretrained(wp.model_config(path=high), wp.model_config(path=low), torch_dtype=torch.float32)
+    assert pipe.vram_management_enabled is False  # load_models_to_device does nothing
+    before = [p.data_ptr() for n in EXPERTS for p in getattr(pipe, n).parameters()]
+    stages = _residency(pipe)
+    names = [names for names, _ in stages]
+    assert names[names.index(pipe.in_iteration_models) + 1] == pipe.in_iteration_models_2  # the switch
+    assert all(held == set(EXPERTS) for _, held in stages)  # both, at every stage, the switch included
+    assert before == [p.data_ptr() for n in EXPERTS for p in getattr(pipe, n).parameters()]
+    # the offload pair in each ModelConfig turns management on: one expert computes at a time
+    offload = dict(offload_dtype=torch.float16, offload_device="cpu")
+    pipe = wp.from_pretrained(
+        wp.model_config(path=high, **offload), wp.model_config(path=low, **offload), torch_dtype=torch.float32
+    )
+    assert pipe.vram_management_enabled is True
+    stages = _residency(pipe)
+    loop = [names for names, _ in stages].index(pipe.in_iteration_models)
+    held = [held for _, held in stages][loop:]
+    assert held == [{"dit"}, {"dit2"}, set(), set()]  # the loop, the switch, the VAE, the end
+
+
+def test_one_vace_module_with_two_experts_is_not_shared(expert_files, tmp_path):
+    """from_pretrained fills vace2 only from a second VACE file; with one, the first low-noise step fails."""
+    from safetensors.torch import save_file
+
+    wp = _wp()
+    high, low = expert_files
+    kw = dict(vace_layers=(0,), vace_in_dim=96, dim=24, num_heads=2, ffn_dim=48)  # TINY_DIT's width and heads
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        vace = wp.module("models.wan_video_vace").VaceWanModel(**kw)
+    path = str(tmp_path / "vace.safetensors")
+    save_file({k: v.contiguous() for k, v in vace.state_dict().items()}, path)
+    vace_class = "diffsynth.models.wan_video_vace.VaceWanModel"
+    with wp.registered(path, model_name="wan_video_vace", model_class=vace_class, extra_kwargs=kw):
+        configs = [wp.model_config(path=p) for p in (high, low, path)]
+        pipe = wp.from_pretrained(*configs, torch_dtype=torch.float32)
+    assert pipe.dit2 is not None and pipe.vace is not None and pipe.vace2 is None
+    wp.attach_standins(pipe)
+
+    class VAE(wp.VAE):  # WanVideoVAE.encode returns one tensor, which the VACE unit casts
+        def encode(self, videos, **kwargs):
+            return torch.stack(super().encode(videos, **kwargs))
+
+    pipe.vae = VAE()
+    seen = []
+    model_fn = pipe.model_fn
+    pipe.model_fn = lambda **kw: (seen.append((kw["dit"] is pipe.dit2, kw["vace"] is pipe.vace)), model_fn(**kw))[1]
+    frames = [np.full((32, 48, 3), 128, dtype=np.uint8) for _ in range(5)]  # a grey control video, (H, W, 3)
+    with pytest.raises(TypeError, match="'NoneType' object is not callable"):
+        wp.call(pipe, height=32, width=48, num_frames=5, num_inference_steps=10, cfg_scale=1.0, seed=0,
+                vace_video=frames)  # fmt: skip
+    k = expert_switch_step(10, 0.875, shift=5.0)  # the call's defaults: boundary 0.875, shift 5
+    assert seen == [(False, True)] * k + [(True, False)]  # VACE on the high-noise steps, None at the switch
 
 
 def test_a14b_experts_are_the_14b_shape():
