@@ -9,7 +9,7 @@
 * ``enable_attention_slicing`` does nothing for Wan, FLUX and SD3, whose
   transformers have no ``set_attention_slice``;
 * ``set_attention_backend`` reaches only models whose processors dispatch
-  through ``dispatch_attention_fn``: Wan's, not the UNet's.
+  through ``dispatch_attention_fn``: Wan's and FLUX's, not the UNet's nor SD3's.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def test_attention_slicing_is_a_no_op_for_dit_pipelines(name):
     assert torch.equal(before, after)
 
 
-def test_set_attention_backend_reaches_wan_but_not_the_unet():
+def test_set_attention_backend_reaches_wan_and_flux_but_not_the_unet_nor_sd3():
     from diffusers.models import attention_dispatch
 
     calls = []
@@ -202,10 +202,29 @@ def test_set_attention_backend_reaches_wan_but_not_the_unet():
         wan.set_attention_backend("_native_math")
         with torch.no_grad():
             wan(torch.randn(1, 4, 2, 8, 8), torch.tensor([500]), torch.randn(1, 5, 12))
-        wan_calls = len(calls)
+        wan_calls, calls[:] = len(calls), []
+        flux = tiny.flux_transformer(guidance_embeds=False)
+        flux.set_attention_backend("_native_math")
+        with torch.no_grad():
+            flux(
+                torch.randn(1, 16, 16), encoder_hidden_states=torch.randn(1, 5, 16),
+                pooled_projections=torch.randn(1, 16), timestep=torch.tensor([0.5]), img_ids=torch.zeros(16, 3),
+                txt_ids=torch.zeros(5, 3),
+            )  # fmt: skip
+        flux_calls, calls[:] = len(calls), []
+        sd3 = tiny.sd3_transformer()
+        sd3.set_attention_backend("_native_math")  # accepted, like the UNet's
+        with torch.no_grad():
+            sd3(
+                torch.randn(1, 4, 8, 8), encoder_hidden_states=torch.randn(1, 5, 12),
+                pooled_projections=torch.randn(1, 8), timestep=torch.tensor([500]),
+            )  # fmt: skip
+        sd3_calls = len(calls)
     finally:
         for m in modules:
             m.dispatch_attention_fn = original
         attention_dispatch._AttentionBackendRegistry.set_active_backend(active)
     assert unet_calls == 0  # AttnProcessor2_0 calls F.scaled_dot_product_attention itself
     assert wan_calls == 2  # self- and cross-attention of its one block
+    assert flux_calls > 0  # FLUX's processors dispatch too
+    assert sd3_calls == 0  # SD3's JointAttnProcessor2_0 calls F.scaled_dot_product_attention itself

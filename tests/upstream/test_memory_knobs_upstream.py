@@ -1,12 +1,13 @@
 """What diffusers' memory switches do, run on tiny random pipelines (diffuser Lab 10, with Lab 06's offload order).
 
 * ``vae.enable_tiling()`` tiles only latents larger than ``config.sample_size``
-  allows; ``vae.enable_slicing()`` splits only a batch of more than one;
+  allows, and a decode reads ``tile_latent_min_size``, not ``tile_sample_min_size``;
+  ``vae.enable_slicing()`` splits only a batch of more than one;
 * the three offload methods install three kinds of hooks, on different units;
   model offload calls the components in ``model_cpu_offload_seq`` order;
 * moving an offloaded pipeline with ``.to()`` raises (sequential) or warns and
   undoes the saving (model offload);
-* only the SDXL pipelines read the VAE's ``force_upcast``.
+* the SDXL pipelines read the VAE's ``force_upcast``; ``StableDiffusionPipeline`` does not.
 """
 
 from __future__ import annotations
@@ -51,6 +52,18 @@ def test_vae_tiling_acts_only_above_sample_size(side, tiles):
     calls, tiled = decoder_calls(vae, z)
     assert len(calls) == tiles
     assert torch.equal(tiled, whole) == (tiles == 1)  # tiled output differs from the whole decode
+
+
+def test_the_decode_threshold_is_tile_latent_min_size_not_tile_sample_min_size():
+    """To tile a decode at or below sample_size, lower tile_latent_min_size; tile_sample_min_size alone does nothing."""
+    torch.manual_seed(0)
+    vae = tiny.tiny_kl_vae(sample_size=32)  # 16 latent cells, vae_scale_factor 2
+    vae.enable_tiling()
+    z = torch.randn(1, 4, 16, 16)  # (B, C, h, w): the size the VAE was built for
+    vae.tile_sample_min_size = 16  # the pixel threshold: read by encode, not by decode's condition
+    assert len(decoder_calls(vae, z)[0]) == 1
+    vae.tile_latent_min_size = 8  # the latent threshold decode checks (with the pixel size kept at 2x it)
+    assert len(decoder_calls(vae, z)[0]) > 1
 
 
 def test_vae_slicing_splits_only_a_batch():
@@ -173,7 +186,7 @@ def hot_fp16_vae(force_upcast: bool):
         ("StableDiffusionPipeline", True, False),  # the flag is not read: still overflows
     ],
 )
-def test_only_sdxl_pipelines_read_force_upcast(name, force_upcast, finite):
+def test_sdxl_reads_force_upcast_and_sd_does_not(name, force_upcast, finite):
     pipe = tiny.BUILD[name]()
     pipe.vae = hot_fp16_vae(force_upcast)
     pipe.register_modules(vae=pipe.vae)
