@@ -17,7 +17,7 @@ and 0.42.1 behave identically for everything tested here):
   ``L`` decodes to ``4L`` frames. So ``F = 1 + 8k`` and ``F = 8k`` round-trip, while
   ``F = 5, 13, 21 ...`` come back 3 frames longer. InfraLens therefore accepts ``1 + 8k``
   for CogVideoX; ``8k`` round-trips too (no causal first frame) and is the one case the
-  library rejects although the VAE could represent it (the xfail below).
+  library rejects although the VAE could represent it (``test_cogvideox_8k_frames_round_trip``).
 * LTX-Video encodes ``1 + (F-1)//8``; the 0.9.0 VAE truncates other ``F``, the 0.9.5-style
   VAE raises for them.
 """
@@ -328,12 +328,6 @@ def test_accepted_image_sizes_round_trip(family, height, width):
     assert round_trip(family, pixels(family, height, width)) == (1, 3, height, width)
 
 
-_COG_8K = pytest.mark.xfail(
-    strict=True,
-    reason="CogVideoX encodes F = 8k frames to 2k latent frames and decodes them back to exactly 8k "
-    "frames (no causal first frame); latent_shape deliberately keeps the causal 1 + 8k rule",
-)
-
 REJECTED_FRAMES = [
     ("wan2.1", 16, 16, 2, ""),
     ("wan2.1", 16, 16, 8, ""),
@@ -346,8 +340,6 @@ REJECTED_FRAMES = [
     ("cogvideox", 16, 16, 6, ""),
     ("cogvideox", 16, 16, 10, ""),
     ("cogvideox", 16, 16, 12, ""),
-    pytest.param("cogvideox", 16, 16, 8, "", marks=_COG_8K),
-    pytest.param("cogvideox", 16, 16, 16, "", marks=_COG_8K),
     ("ltxvideo", 32, 32, 5, "0.9.0"),
     ("ltxvideo", 32, 32, 8, "0.9.0"),
     ("ltxvideo", 32, 32, 12, "0.9.0"),
@@ -361,6 +353,15 @@ def test_rejected_frames_do_not_round_trip(family, height, width, frames, varian
         latent_shape(family, height=height, width=width, frames=frames)
     back = round_trip(family, pixels(family, height, width, frames), variant)
     assert back is None or back[2] != frames  # refused, or a different frame count comes back
+
+
+@pytest.mark.parametrize("frames", [8, 16])
+def test_cogvideox_8k_frames_round_trip(frames):
+    """CogVideoX encodes F = 8k frames to 2k latent frames and decodes exactly 8k back (no causal first frame);
+    latent_shape deliberately keeps the causal 1 + 8k rule and refuses them."""
+    with pytest.raises(ValueError):
+        latent_shape("cogvideox", height=16, width=16, frames=frames)
+    assert round_trip("cogvideox", pixels("cogvideox", 16, 16, frames)) == (1, 3, frames, 16, 16)
 
 
 REJECTED_SIZES = [

@@ -10,8 +10,8 @@ diffusers side runs a tiny ``WanPipeline``.
   a bare call (100 DiT calls, tiled decoding, unseeded noise); size rounding; a bad
   dtype string; diffusers' ``model_index.json`` and ``torch_dtype``.
 * Lab 02: nothing moves by default; the offload pair does; the two A14B experts are
-  told apart by file order only; an unregistered file; ``requires_grad``; diffusers'
-  single-file loader detecting Wan from keys.
+  told apart by file order only; an unregistered file; a ``state_dict`` handed to
+  ``ModelConfig``; ``requires_grad``; diffusers' single-file loader detecting Wan from keys.
 * Lab 04: the DiT reads its timestep in the pipeline's dtype, and ``step`` must not be
   handed that copy; the real loop is ``flow_sample``; call counts by ``cfg_scale`` in
   DiffSynth and diffusers; a misspelt template; the expert boundary moves with the shift;
@@ -308,6 +308,19 @@ def test_an_unregistered_file_is_refused_before_anything_is_built(tmp_path):
     path = wp.save_tiny_dit(tmp_path / "two_layers.safetensors", num_layers=2)  # one block more: another hash
     with pytest.raises(ValueError, match="Cannot detect the model type"):
         wp.from_pretrained(wp.model_config(path=path))
+
+
+def test_a_state_dict_in_model_config_is_loaded_strictly_in_place_of_the_hashed_file(dit_file):
+    """The hash is the file's; ``ModelConfig(state_dict=...)`` is loaded instead of it, so its missing keys fail."""
+    from safetensors.torch import load_file
+
+    full = load_file(dit_file)
+    zeroed = {**full, "head.head.weight": torch.zeros_like(full["head.head.weight"])}
+    pipe = wp.from_pretrained(wp.model_config(path=dit_file, state_dict=zeroed), torch_dtype=torch.float32)
+    assert not pipe.dit.head.head.weight.any()  # the values are the dict's, not the file's
+    partial = {k: v for k, v in full.items() if not k.startswith("head.")}
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\)"):
+        wp.from_pretrained(wp.model_config(path=dit_file, state_dict=partial))
 
 
 def test_two_experts_are_told_apart_by_model_config_order_only(tmp_path):
