@@ -308,17 +308,21 @@ def test_compile_repeated_blocks_compiles_one_graph_for_every_block():
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("knob", ["first-block cache", "layerwise casting"])
-def test_fullgraph_regional_compile_cannot_trace_the_cache_or_casting_hooks(knob):
-    """compile_repeated_blocks(fullgraph=True) refuses a block carrying either knob's hook; without fullgraph the
-    block compiles in pieces around the hook (more graphs than the plain model's one)."""
+@pytest.mark.parametrize("knob", ["first-block cache", "layerwise casting", "group offload"])
+def test_fullgraph_regional_compile_cannot_trace_the_knobs_hooks(knob):
+    """compile_repeated_blocks(fullgraph=True) refuses a block carrying any of these knobs' hooks; without fullgraph
+    the block compiles in pieces around the hook (more graphs than the plain model's one)."""
 
     def build():
         model = tiny_wan(3)
         if knob == "first-block cache":
             model.enable_cache(FirstBlockCacheConfig(threshold=0.1))  # its decision is torch.compiler.disable'd
-        else:  # each layer's hook calls module.to(dtype) inside the forward
+        elif knob == "layerwise casting":  # each layer's hook calls module.to(dtype) inside the forward
             model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
+        else:  # onload_ and offload_ are torch.compiler.disable'd
+            model.enable_group_offload(
+                onload_device=torch.device("cpu"), offload_type="block_level", num_blocks_per_group=1
+            )
         return model
 
     def forward(model):
