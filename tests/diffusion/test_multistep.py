@@ -225,7 +225,7 @@ def test_starter_shifts(out):
     assert "Paths bend most at sigma = 0.265; sigmas below 0.4 out of 16, by shift: {1.0: 6, 3.0: 2}" in out
     for res, tokens in ((512, 1024), (1024, 4096)):
         mu = 0.5 + 0.65 * (tokens - 256) / 3840
-        assert f"FLUX.1 {res}x{res}: {tokens:,} packed tokens -> mu {mu:.4f}, shift {math.exp(mu):.4f}" in out
+        assert f"FLUX.1-dev {res}x{res}: {tokens:,} packed tokens -> mu {mu:.4f}, shift {math.exp(mu):.4f}" in out
     sd3 = re.search(r"SD3, shift 3.0\s+([\d.]+)\s+(\d+)", out).groups()
     s_min = 3 * 0.001 / (1 + 2 * 0.001)  # diffusers' sigma_min: 1/T, shifted once
     grid = [1 + (s_min - 1) * k / 27 for k in range(28)]  # 1 down to it, then shifted again

@@ -100,6 +100,19 @@ def test_the_three_grids_differ_at_the_same_step_count():
     assert lasts == pytest.approx({"euler": 0.001, "dpmsolver++": 0.24975, "unipc": 0.25075}, abs=1e-6)
 
 
+@pytest.mark.parametrize("shift", [3.0, 5.0])
+def test_euler_shifts_its_last_sigma_twice(shift):
+    """sigma_min is shifted when the scheduler is built, and set_timesteps shifts the grid ending there again."""
+    sched = scheduler("euler", shift=shift)
+    once = shift_sigmas(torch.tensor(1 / 1000, dtype=torch.float64), shift).item()
+    twice = shift_sigmas(torch.tensor(once, dtype=torch.float64), shift).item()
+    assert sched.sigma_min == pytest.approx(once, rel=1e-6)  # the attribute: shifted once
+    sched.set_timesteps(4)
+    assert sched.sigmas[-2].item() == pytest.approx(twice, rel=1e-6)  # the last sigma visited: twice
+    assert sched.sigmas[-2].item() > 2 * once
+    assert flow_solver_sigmas(4, solver="euler", shift=shift)[-1].item() == pytest.approx(twice, rel=1e-6)
+
+
 def test_multistep_schedulers_hand_the_model_integer_timesteps():
     euler, dpm, unipc = (scheduler(s) for s in SOLVERS)
     for sched in (euler, dpm, unipc):
@@ -161,6 +174,31 @@ def test_orders_diffusers_uses(order, steps):
     assert tuple(unipc) == solver_orders(steps, solver="unipc", solver_order=order)
 
 
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_dpm_second_order_step_is_the_pages_2m_line(shift):
+    """One order-2 step of DPMSolverMultistepScheduler equals the page's 2M line on the same tensors.
+
+    x' = (s'/s) x - (1 - s') (e^{-h} - 1) (x0 + (x0 - x0_prev) / (2 r)), r = h_prev / h, lambda = log((1 - s)/s).
+    """
+    sched = scheduler("dpmsolver++", shift=shift, order=2)
+    sched.set_timesteps(8)
+    x = noise()
+    lam = lambda q: math.log((1 - q) / q)  # noqa: E731
+    checked = 0
+    for i, t in enumerate(sched.timesteps):
+        x_new = sched.step(FIELD(x, (sched.sigmas[i] * 1000).reshape(1)), t, x).prev_sample
+        if 1 <= i < len(sched.timesteps) - 1:  # the steps diffusers runs at order 2
+            s_prev, s, s_next = (sched.sigmas[j].item() for j in (i - 1, i, i + 1))
+            x0_prev, x0 = sched.model_outputs[-2], sched.model_outputs[-1]  # the converted x0_hat
+            h, h_prev = lam(s_next) - lam(s), lam(s) - lam(s_prev)
+            r = h_prev / h
+            page = s_next / s * x - (1 - s_next) * math.expm1(-h) * (x0 + (x0 - x0_prev) / (2 * r))
+            assert torch.allclose(x_new, page, atol=1e-5), i
+            checked += 1
+        x = x_new
+    assert checked == 6
+
+
 def test_dpm_third_order_is_second_order_below_five_steps():
     for steps in (2, 3, 4):
         third = run(scheduler("dpmsolver++", order=3), steps, noise())
@@ -203,6 +241,20 @@ def test_multistep_beats_euler_from_three_steps():
             assert rms_error(scheduler(solver), steps, x) < 0.7 * euler, (solver, steps)
 
 
+def test_shift_three_costs_accuracy_on_this_problem():
+    """Every solver and order of the page's table, with shift 1 and with shift 3, from the same noise."""
+    x = noise()
+    runs = [("euler", 1)] + [(s, p) for s in ("dpmsolver++", "unipc") for p in (2, 3)]
+    for solver, p in runs:
+        for steps in (2, 3, 4, 6, 8, 12, 16, 32):
+            plain = rms_error(scheduler(solver, order=p), steps, x, feed="sigma")
+            shifted = rms_error(scheduler(solver, shift=3.0, order=p), steps, x, feed="sigma")
+            if steps == 2 and solver == "euler":
+                assert shifted < plain  # the one exception: two Euler steps, marginally better shifted
+            else:
+                assert shifted > plain, (solver, p, steps)
+
+
 def test_integer_timesteps_move_the_result():
     """The model reads floor(1000 sigma) while the update uses sigma: on this problem it shows at 8 steps."""
     x = noise()
@@ -231,16 +283,18 @@ def test_from_config_of_a_flow_scheduler_gives_an_epsilon_scheduler(caplog):
         assert wrong > 1.0 and wrong > 10 * rms_error(scheduler("unipc", shift=3.0), 8, x)
 
 
-def test_v_prediction_misreads_a_flow_model():
+@pytest.mark.parametrize("solver", ["dpmsolver++", "unipc"])
+def test_v_prediction_misreads_a_flow_model(solver):
     """With flow sigmas, v_prediction gives x0 = (1 - sigma) x - sigma v instead of x - sigma v."""
-    sched = DPMSolverMultistepScheduler(prediction_type="v_prediction", use_flow_sigmas=True)
+    cls = DPMSolverMultistepScheduler if solver == "dpmsolver++" else UniPCMultistepScheduler
+    sched = cls(prediction_type="v_prediction", use_flow_sigmas=True)
     sched.set_timesteps(8)
     sched._step_index = 0
     x, v = noise(1), noise(2)
     s = sched.sigmas[0]
     assert torch.allclose(sched.convert_model_output(v, sample=x), (1 - s) * x - s * v, atol=1e-6)
-    wrong = rms_error(DPMSolverMultistepScheduler(prediction_type="v_prediction", use_flow_sigmas=True), 8, noise())
-    assert wrong > 0.3 and wrong > 20 * rms_error(scheduler("dpmsolver++"), 8, noise())
+    wrong = rms_error(cls(prediction_type="v_prediction", use_flow_sigmas=True), 8, noise())
+    assert wrong > 0.3 and wrong > 20 * rms_error(scheduler(solver), 8, noise())
 
 
 @pytest.mark.parametrize("solver", ["dpmsolver++", "unipc"])
@@ -253,22 +307,37 @@ def test_flow_prediction_forms_x0(solver):
     assert torch.allclose(sched.convert_model_output(v, sample=x), x - s * v, atol=1e-6)
 
 
+def _latents_held(sched, shape) -> dict[str, int]:
+    """Every tensor of the latent's shape the scheduler keeps between steps, by attribute."""
+    held = {}
+    for name, value in vars(sched).items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        n = sum(isinstance(v, torch.Tensor) and tuple(v.shape) == shape for v in values)
+        if n:
+            held[name] = n
+    return held
+
+
 @pytest.mark.parametrize("order", [2, 3])
-def test_multistep_memory_is_one_latent_per_order(order):
-    """After a run the scheduler holds `solver_order` x0 predictions of the latent's shape (and one call per step)."""
+def test_multistep_memory_in_latents(order):
+    """DPM-Solver++ keeps `solver_order` x0 predictions; UniPC those and the sample it will correct. One call a step."""
     calls = []
 
     def model(x, t):
         calls.append(t)
         return FIELD(x, t)
 
-    for solver in ("dpmsolver++", "unipc"):
+    for solver, expected in (("dpmsolver++", {"model_outputs": order}),
+                             ("unipc", {"model_outputs": order, "last_sample": 1})):  # fmt: skip
         calls.clear()
         sched = scheduler(solver, order=order)
-        run(sched, 8, noise(), model=model)
+        sched.set_timesteps(8)
+        x = noise()
+        for i, t in enumerate(sched.timesteps):
+            x = sched.step(model(x, t.float().reshape(1)), t, x).prev_sample
+            if i >= order - 1:  # the history is full from step `order` on
+                assert _latents_held(sched, (1, 4, 16, 16)) == expected, (solver, i)
         assert len(calls) == 8
-        held = [m for m in sched.model_outputs if m is not None]
-        assert len(held) == order and all(m.shape == (1, 4, 16, 16) for m in held)
 
 
 def test_epsilon_default_of_the_multistep_schedulers():
@@ -325,6 +394,56 @@ def test_flux_pipeline_shifts_by_its_packed_token_count():
         assert latents == (1, tokens, 64)  # packed: (B, H/16 * W/16, 4 C)
         grid = torch.linspace(1.0, 1 / steps, steps, dtype=torch.float64)  # FluxPipeline's own sigmas
         assert torch.allclose(sigmas[:-1], shift_sigmas(grid, dynamic_shift(tokens)).float(), atol=1e-6)
+
+
+def _tiny_flux(scheduler):
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=16, pooled_projection_dim=8, axes_dims_rope=(2, 2, 4),
+    )  # fmt: skip
+    return FluxPipeline(
+        scheduler=scheduler, vae=None, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+        transformer=transformer,
+    )  # fmt: skip
+
+
+FLUX_EMBEDS = {"prompt_embeds": torch.randn(1, 4, 16), "pooled_prompt_embeds": torch.randn(1, 8)}
+
+
+def test_flux_schnell_scheduler_config_ignores_the_pipelines_mu():
+    """FLUX.1-schnell's released config (use_dynamic_shifting=False, shift=1.0): the mu FluxPipeline computes
+    is ignored, and both resolutions visit the pipeline's unshifted grid."""
+    pipe = _tiny_flux(FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=False, shift=1.0))
+    grid = torch.linspace(1.0, 1 / 8, 8, dtype=torch.float64).float()
+    for res in (512, 1024):
+        sigmas, _ = _first_step_sigmas(pipe, res, 8, **FLUX_EMBEDS)
+        assert torch.allclose(sigmas[:-1], grid, atol=1e-6), res
+
+
+def test_flux_pipeline_with_a_multistep_scheduler_needs_dynamic_shifting():
+    """FluxPipeline always passes mu (and no sigmas when use_flow_sigmas is set)."""
+    flow = {"prediction_type": "flow_prediction", "use_flow_sigmas": True, "flow_shift": 3.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dpm_fixed = _tiny_flux(DPMSolverMultistepScheduler(**flow))
+        unipc_fixed = _tiny_flux(UniPCMultistepScheduler(**flow))
+        dynamic = {
+            solver: _tiny_flux(cls(**flow, use_dynamic_shifting=True))
+            for solver, cls in (("dpmsolver++", DPMSolverMultistepScheduler), ("unipc", UniPCMultistepScheduler))
+        }
+    with pytest.raises(AssertionError):  # a bare assert in set_timesteps, no message
+        _first_step_sigmas(dpm_fixed, 512, 8, **FLUX_EMBEDS)
+    for res in (512, 1024):  # UniPC without it: mu silently ignored, the fixed flow_shift at every resolution
+        sigmas, _ = _first_step_sigmas(unipc_fixed, res, 8, **FLUX_EMBEDS)
+        assert torch.allclose(sigmas[:-1], flow_solver_sigmas(8, solver="unipc", shift=3.0), atol=1e-6)
+    for solver, pipe in dynamic.items():  # with it: the shift exp(mu) of the token count, on each one's grid
+        for res in (512, 1024):
+            sigmas, _ = _first_step_sigmas(pipe, res, 8, **FLUX_EMBEDS)
+            s = dynamic_shift(latent_tokens("flux", height=res, width=res).tokens)
+            assert torch.allclose(sigmas[:-1], flow_solver_sigmas(8, solver=solver, shift=s), atol=1e-5), (solver, res)
 
 
 def test_sd3_pipeline_shift_does_not_depend_on_resolution():

@@ -7,6 +7,7 @@ and the two are compared: what runs, what is skipped, what is stored, what moves
 from __future__ import annotations
 
 import copy
+import logging
 import warnings
 
 import pytest
@@ -305,3 +306,75 @@ def test_compile_repeated_blocks_compiles_one_graph_for_every_block():
         "first": 1, "again": 1, "64 tokens": 2, "36 tokens": 2, "text 7": 3, "batch 2": 4, "3 frames": 4,
     }  # fmt: skip
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("knob", ["first-block cache", "layerwise casting", "group offload"])
+def test_fullgraph_regional_compile_cannot_trace_the_knobs_hooks(knob):
+    """compile_repeated_blocks(fullgraph=True) refuses a block carrying any of these knobs' hooks; without fullgraph
+    the block compiles in pieces around the hook (more graphs than the plain model's one)."""
+
+    def build():
+        model = tiny_wan(3)
+        if knob == "first-block cache":
+            model.enable_cache(FirstBlockCacheConfig(threshold=0.1))  # its decision is torch.compiler.disable'd
+        elif knob == "layerwise casting":  # each layer's hook calls module.to(dtype) inside the forward
+            model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
+        else:  # onload_ and offload_ are torch.compiler.disable'd
+            model.enable_group_offload(
+                onload_device=torch.device("cpu"), offload_type="block_level", num_blocks_per_group=1
+            )
+        return model
+
+    def forward(model):
+        context = model.cache_context("cond") if knob == "first-block cache" else torch.no_grad()
+        with torch.no_grad(), context:
+            return model(*inputs()).sample
+
+    torch._dynamo.reset()
+    plain, counter = tiny_wan(3), Count()
+    plain.compile_repeated_blocks(backend=counter, fullgraph=True)
+    with torch.no_grad():
+        plain(*inputs())
+    assert counter.graphs == 1  # the model without hooks traces whole
+    torch._dynamo.reset()
+    model = build()
+    model.compile_repeated_blocks(backend=Count(), fullgraph=True)
+    with pytest.raises(torch._dynamo.exc.Unsupported):
+        forward(model)
+    torch._dynamo.reset()
+    model, counter = build(), Count()
+    model.compile_repeated_blocks(backend=counter)
+    assert torch.equal(forward(model), forward(build()))  # runs, with graph breaks
+    assert counter.graphs > 1
+    torch._dynamo.reset()
+
+
+def test_dynamo_runs_eagerly_after_the_recompile_limit():
+    """Past torch._dynamo.config.recompile_limit recompiles of one code object Dynamo stops compiling it, runs it
+    eagerly and only logs a warning."""
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.randn(4, 4))
+
+        def forward(self, x):
+            return torch.relu(x @ self.weight) + 1
+
+    torch._dynamo.reset()
+    limit = torch._dynamo.config.recompile_limit
+    block, counter = Block(), Count()
+    block.compile(backend=counter, dynamic=False)  # every new batch size is a new graph
+    log, handler = [], logging.Handler()
+    handler.emit = lambda record: log.append(record.getMessage())
+    logger = logging.getLogger("torch._dynamo")
+    logger.addHandler(handler)
+    try:
+        for n in range(1, limit + 4):
+            x = torch.randn(n, 4)
+            assert torch.equal(block(x), torch.relu(x @ block.weight) + 1)  # still right: eager
+    finally:
+        logger.removeHandler(handler)
+        torch._dynamo.reset()
+    assert counter.graphs == limit  # no graph after the limit
+    assert any("recompile_limit" in m for m in log)

@@ -4,8 +4,8 @@ A flow model predicts the velocity eps - x0 of a straight path from data to
 noise; a sampler integrates it from sigma = 1 down to 0. On data N(m, d^2)
 the exact velocity and the exact end point are known, so the error of each
 sampler (Euler, DPM-Solver++, UniPC, stepped as diffusers steps them with
-flow sigmas) is measured, not guessed. Then the shifts of SD3 and FLUX.1
-decide which noise levels the loop visits.
+flow sigmas) is measured, not guessed. Then the shifts of SD3 and FLUX.1-dev
+decide which noise levels the loop visits (FLUX.1-schnell's config has none).
 """
 
 import torch
@@ -80,7 +80,8 @@ grid = torch.linspace(1.0, 1 / 28, 28, dtype=torch.float64)  # FluxPipeline
 visits = {
     "SD3, shift 3.0": flow_match_sigmas(28, shift=3.0)[:-1],
     **{
-        f"FLUX.1 {r}x{r}": shift_sigmas(grid, s) for r, s in flux_shift.items()
+        f"FLUX.1-dev {r}x{r}": shift_sigmas(grid, s)
+        for r, s in flux_shift.items()
     },
 }
 # [end]
@@ -126,12 +127,12 @@ if __name__ == "__main__":
     for r, n in tokens.items():
         mu = torch.tensor(flux_shift[r]).log().item()
         print(
-            f"  FLUX.1 {r}x{r}: {n:,} packed tokens -> mu {mu:.4f},"
+            f"  FLUX.1-dev {r}x{r}: {n:,} packed tokens -> mu {mu:.4f},"
             f" shift {flux_shift[r]:.4f}"
         )
-    print(f"  {'':<18}{'sigma at step 14':>18}{'steps above 0.5':>17}")
+    print(f"  {'':<22}{'sigma at step 14':>18}{'steps above 0.5':>17}")
     for name, s in visits.items():
-        print(f"  {name:<18}{s[14].item():>18.4f}{int((s > 0.5).sum()):>17}")
+        print(f"  {name:<22}{s[14].item():>18.4f}{int((s > 0.5).sum()):>17}")
 
     edm = karras_sigmas(10, 0.002, 80.0)
     print("\nKarras (EDM) sigmas, 10 steps from 80 to 0.002, rho = 7:")
