@@ -142,14 +142,17 @@ def test_training_utils_snr_is_ours():
 
 
 def test_flow_training_samples_sigma_logit_normally():
-    """SD3/FLUX-style training draws sigma from a logit-normal density, not uniformly: the middle fifth of
-    [0, 1] gets about 31% of draws, each outer fifth about 8%."""
+    """SD3's recipe draws sigma from a logit-normal density, not uniformly: the middle fifth of [0, 1] gets
+    about 31% of draws, each outer fifth about 8%. The scheme is a choice: "none" draws uniformly."""
     from diffusers.training_utils import compute_density_for_timestep_sampling
 
     torch.manual_seed(0)
     u = compute_density_for_timestep_sampling("logit_normal", batch_size=200_000, logit_mean=0.0, logit_std=1.0)
     share = torch.histc(u, bins=5, min=0, max=1) / len(u)
     assert 0.30 < share[2] < 0.33 and share[0] < 0.1 and share[4] < 0.1
+    u = compute_density_for_timestep_sampling("none", batch_size=200_000)
+    share = torch.histc(u, bins=5, min=0, max=1) / len(u)
+    assert all(0.19 < s < 0.21 for s in share.tolist())
 
 
 @pytest.mark.parametrize("shift", [1.0, 3.0, 5.0])
