@@ -122,6 +122,18 @@ def test_wan_pipeline_decodes_per_channel_and_reads_its_factors_from_the_vae_con
     pipe = tiny_wan()
     assert pipe.vae_scale_factor_spatial == pipe.vae.config.scale_factor_spatial == 8
     assert pipe.vae_scale_factor_temporal == pipe.vae.config.scale_factor_temporal == 4
+    # the same three down-sampling stages with other config fields: the pipeline follows the fields
+    odd = diffusers.AutoencoderKLWan(
+        base_dim=3,
+        z_dim=16,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        scale_factor_spatial=16,
+        scale_factor_temporal=2,
+    )
+    other = diffusers.WanPipeline(**{**pipe.components, "vae": odd})
+    assert (other.vae_scale_factor_spatial, other.vae_scale_factor_temporal) == (16, 2)
     z, final = decoded_input(
         pipe,
         prompt_embeds=torch.randn(1, 6, 32),
