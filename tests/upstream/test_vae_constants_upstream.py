@@ -252,6 +252,28 @@ def test_spatial_factor_matches_autoencoder_kl(blocks):
     assert ours.spatial_factor == 2 ** (len(real.config.block_out_channels) - 1)
 
 
+@pytest.mark.parametrize(
+    "name", ["StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusion3Pipeline", "FluxPipeline"]
+)
+def test_pipelines_take_vae_scale_factor_from_the_block_count(name):
+    """The SD, SDXL, SD3 and FLUX.1 pipelines compute vae_scale_factor = 2 ** (blocks - 1) from the VAE they are
+    given: 2 for a two-block VAE, 16 for a five-block one (not a fixed 8)."""
+    cls = getattr(diffusers, name)
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    empty = {p: None for p in params if p not in ("requires_safety_checker", "force_zeros_for_empty_prompt")}
+    empty.pop("add_watermarker", None)
+    assert cls(**{**empty, "vae": small_vae()}).vae_scale_factor == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        five = diffusers.AutoencoderKL(
+            block_out_channels=(4,) * 5,
+            down_block_types=("DownEncoderBlock2D",) * 5,
+            up_block_types=("UpDecoderBlock2D",) * 5,
+            norm_num_groups=4,
+        )
+    assert cls(**{**empty, "vae": five}).vae_scale_factor == 16
+
+
 def test_retrieve_latents_samples_by_default_and_takes_the_mean_with_argmax():
     """Image-to-image pipelines' ``retrieve_latents``: ``sample(generator)`` by default, ``mode()`` with argmax."""
     from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
