@@ -134,6 +134,8 @@ def test_defaults_the_page_states():
     assert DDPMScheduler().config.variance_type == "fixed_small"
     ddim = DDIMScheduler()
     assert ddim.config.set_alpha_to_one is True and ddim.final_alpha_cumprod.item() == 1.0
+    ddim = DDIMScheduler(set_alpha_to_one=False)  # then the last step goes to alpha_bar_0, not 1
+    assert ddim.final_alpha_cumprod.item() == ddim.alphas_cumprod[0].item() < 1.0
 
 
 def run_recording_x0(pipe, steps=5):

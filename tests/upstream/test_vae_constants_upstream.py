@@ -122,6 +122,18 @@ def test_wan_pipeline_decodes_per_channel_and_reads_its_factors_from_the_vae_con
     pipe = tiny_wan()
     assert pipe.vae_scale_factor_spatial == pipe.vae.config.scale_factor_spatial == 8
     assert pipe.vae_scale_factor_temporal == pipe.vae.config.scale_factor_temporal == 4
+    # the same three down-sampling stages with other config fields: the pipeline follows the fields
+    odd = diffusers.AutoencoderKLWan(
+        base_dim=3,
+        z_dim=16,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        scale_factor_spatial=16,
+        scale_factor_temporal=2,
+    )
+    other = diffusers.WanPipeline(**{**pipe.components, "vae": odd})
+    assert (other.vae_scale_factor_spatial, other.vae_scale_factor_temporal) == (16, 2)
     z, final = decoded_input(
         pipe,
         prompt_embeds=torch.randn(1, 6, 32),
@@ -238,6 +250,28 @@ def test_spatial_factor_matches_autoencoder_kl(blocks):
         theirs = real.encode(x).latent_dist.mean
     assert theirs.shape == ours.encode(x).mean.shape
     assert ours.spatial_factor == 2 ** (len(real.config.block_out_channels) - 1)
+
+
+@pytest.mark.parametrize(
+    "name", ["StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusion3Pipeline", "FluxPipeline"]
+)
+def test_pipelines_take_vae_scale_factor_from_the_block_count(name):
+    """The SD, SDXL, SD3 and FLUX.1 pipelines compute vae_scale_factor = 2 ** (blocks - 1) from the VAE they are
+    given: 2 for a two-block VAE, 16 for a five-block one (not a fixed 8)."""
+    cls = getattr(diffusers, name)
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    empty = {p: None for p in params if p not in ("requires_safety_checker", "force_zeros_for_empty_prompt")}
+    empty.pop("add_watermarker", None)
+    assert cls(**{**empty, "vae": small_vae()}).vae_scale_factor == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        five = diffusers.AutoencoderKL(
+            block_out_channels=(4,) * 5,
+            down_block_types=("DownEncoderBlock2D",) * 5,
+            up_block_types=("UpDecoderBlock2D",) * 5,
+            norm_num_groups=4,
+        )
+    assert cls(**{**empty, "vae": five}).vae_scale_factor == 16
 
 
 def test_retrieve_latents_samples_by_default_and_takes_the_mean_with_argmax():
