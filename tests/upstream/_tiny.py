@@ -29,8 +29,11 @@ def tiny_sd_unet():
     ).eval()
 
 
-def tiny_sd_pipeline():
-    """``StableDiffusionPipeline`` of :func:`tiny_sd_unet`, a one-level VAE and ``DDIMScheduler()``; no text encoder."""
+def tiny_sd_pipeline(*, text_encoder=None, tokenizer=None):
+    """``StableDiffusionPipeline`` of :func:`tiny_sd_unet`, a one-level VAE and ``DDIMScheduler()``.
+
+    No text encoder unless one is given (with its tokenizer): call it with ``prompt_embeds``.
+    """
     diffusers = pytest.importorskip("diffusers")
     unet = tiny_sd_unet()
     vae = diffusers.AutoencoderKL(
@@ -42,8 +45,8 @@ def tiny_sd_pipeline():
     ).eval()
     pipe = diffusers.StableDiffusionPipeline(
         vae=vae,
-        text_encoder=None,
-        tokenizer=None,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
         unet=unet,
         scheduler=diffusers.DDIMScheduler(),
         safety_checker=None,

@@ -206,9 +206,8 @@ def test_the_default_control_embedding_downsamples_by_8_with_three_stride_2_conv
     assert embedding(torch.empty(1, 3, 512, 512, device="meta")).shape[-2:] == (64, 64)
 
 
-@pytest.mark.filterwarnings("ignore::FutureWarning")  # FluxControlNetModel imports a deprecated FluxPosEmbed
-def test_flux_controlnet_pipeline_vae_encodes_the_control_image_for_instantx_nets():
-    """A FLUX ControlNet without ``input_hint_block`` (InstantX-style) receives the VAE's packed latent of the image."""
+def flux_controlnet_pipeline(**controlnet_config):
+    """``FluxControlNetPipeline`` of the tiny FLUX pipeline and a one-block ControlNet; the shapes its VAE encodes."""
     diffusers = pytest.importorskip("diffusers")
     from ._tiny import tiny_flux_pipeline
 
@@ -216,15 +215,25 @@ def test_flux_controlnet_pipeline_vae_encodes_the_control_image_for_instantx_net
     controlnet = diffusers.FluxControlNetModel(
         patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
         joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=(4, 4, 8),
+        **controlnet_config,
     ).eval()  # fmt: skip
-    assert controlnet.input_hint_block is None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pipe = diffusers.FluxControlNetPipeline(controlnet=controlnet, **base.components)
     pipe.set_progress_bar_config(disable=True)
-    encoded, received = [], []
+    encoded = []
     encode = pipe.vae.encode
     pipe.vae.encode = lambda x, *args, **kwargs: encoded.append(tuple(x.shape)) or encode(x, *args, **kwargs)
+    return pipe, encoded
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # FluxControlNetModel imports a deprecated FluxPosEmbed
+def test_flux_controlnet_pipeline_vae_encodes_the_control_image_for_instantx_nets():
+    """A FLUX ControlNet without ``input_hint_block`` (InstantX-style) receives the VAE's packed latent of the image."""
+    pipe, encoded = flux_controlnet_pipeline()
+    controlnet = pipe.controlnet
+    assert controlnet.input_hint_block is None
+    received = []
     controlnet.register_forward_hook(
         lambda m, args, kwargs, out: received.append(tuple(kwargs["controlnet_cond"].shape)), with_kwargs=True
     )
@@ -244,23 +253,10 @@ class _StopHereError(Exception):
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # FluxControlNetModel imports a deprecated FluxPosEmbed
 def test_flux_controlnet_pipeline_hands_pixels_to_an_xlabs_net():
     """A FLUX ControlNet with ``input_hint_block`` (XLabs-style): no VAE for the control image, pixels in."""
-    diffusers = pytest.importorskip("diffusers")
-    from ._tiny import tiny_flux_pipeline
-
-    base = tiny_flux_pipeline()
-    controlnet = diffusers.FluxControlNetModel(
-        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-        joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=(4, 4, 8),
-        conditioning_embedding_channels=16,
-    ).eval()  # fmt: skip
+    pipe, encoded = flux_controlnet_pipeline(conditioning_embedding_channels=16)
+    controlnet = pipe.controlnet
     assert controlnet.input_hint_block is not None  # its own strided convolutions, pixels to the latent grid
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pipe = diffusers.FluxControlNetPipeline(controlnet=controlnet, **base.components)
-    pipe.set_progress_bar_config(disable=True)
-    encoded, received = [], []
-    encode = pipe.vae.encode
-    pipe.vae.encode = lambda x, *args, **kwargs: encoded.append(tuple(x.shape)) or encode(x, *args, **kwargs)
+    received = []
 
     def first_call(module, args, kwargs):  # what the pipeline hands over, then stop (the tiny sizes do not fit)
         received.append(tuple(kwargs["controlnet_cond"].shape))

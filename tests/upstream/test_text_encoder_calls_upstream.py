@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from ._tiny import tiny_sd_unet  # noqa: E402
+from ._tiny import tiny_sd_pipeline  # noqa: E402
 
 pytestmark = [
     pytest.mark.upstream,
@@ -49,25 +49,7 @@ def tiny_sd_with_text_encoder():
         pad_token_id=0,
     )
     text_encoder = transformers.CLIPTextModel(config).eval()
-    vae = diffusers.AutoencoderKL(
-        block_out_channels=(8,),
-        down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",),
-        latent_channels=4,
-        norm_num_groups=4,
-    ).eval()
-    pipe = diffusers.StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=word_tokenizer(),
-        unet=tiny_sd_unet(),
-        scheduler=diffusers.DDIMScheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return tiny_sd_pipeline(text_encoder=text_encoder, tokenizer=word_tokenizer())
 
 
 @pytest.mark.parametrize(("scale", "steps", "calls"), [(7.5, 2, 2), (7.5, 4, 2), (1.0, 3, 1)])
