@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
-from infralens.distributed import run_ranks, schedule_order
+from infralens.distributed import pipeline_bubble, run_ranks, schedule_order, simulate_pipeline
 
 pytestmark = pytest.mark.upstream
 
@@ -29,24 +29,26 @@ def whole(layers: int) -> nn.Sequential:
     return nn.Sequential(*(Block() for _ in range(layers)))
 
 
-def pipeline_facts(rank, world_size, schedule_name):
+def pipeline_facts(rank, world_size, schedule_name, microbatches=MICROBATCHES):
     model = whole(world_size)
     part = model[rank : rank + 1]  # stage `rank` holds layer `rank`
     stage = PipelineStage(part, rank, world_size, torch.device("cpu"))
-    order = []
+    order, cached = [], []
     for kind, method in (("F", "forward_one_chunk"), ("B", "backward_one_chunk")):
         run = getattr(stage, method)
 
         def recorded(chunk, *args, _run=run, _kind=kind, **kwargs):
             order.append((_kind, chunk))  # the micro-batch index is the first argument of both
-            return _run(chunk, *args, **kwargs)
+            out = _run(chunk, *args, **kwargs)
+            cached.append(len(stage.fwd_cache))  # micro-batches whose forward state the stage still holds
+            return out
 
         setattr(stage, method, recorded)
     loss_fn = nn.MSELoss()
     cls = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}[schedule_name]
-    schedule = cls(stage, n_microbatches=MICROBATCHES, loss_fn=loss_fn)
+    schedule = cls(stage, n_microbatches=microbatches, loss_fn=loss_fn)
     g = torch.Generator().manual_seed(1)
-    x, y = torch.randn(8, 8, generator=g), torch.randn(8, 8, generator=g)
+    x, y = torch.randn(2 * microbatches, 8, generator=g), torch.randn(2 * microbatches, 8, generator=g)
     losses = []
     if rank == 0:
         schedule.step(x)
@@ -55,13 +57,20 @@ def pipeline_facts(rank, world_size, schedule_name):
     else:
         schedule.step()
     ref = whole(world_size)
-    chunks = zip(x.chunk(MICROBATCHES), y.chunk(MICROBATCHES), strict=True)
-    ref_loss = sum(loss_fn(ref(xm), ym) for xm, ym in chunks) / MICROBATCHES  # the mean of micro-batch losses
+    chunks = zip(x.chunk(microbatches), y.chunk(microbatches), strict=True)
+    ref_loss = sum(loss_fn(ref(xm), ym) for xm, ym in chunks) / microbatches  # the mean of micro-batch losses
     ref_loss.backward()
     grad_err = max(
         (p.grad - q.grad).abs().max().item() for p, q in zip(part.parameters(), ref[rank].parameters(), strict=True)
     )
-    return {"order": order, "losses": [v.item() for v in losses], "ref_loss": ref_loss.item(), "grad_err": grad_err}
+    return {
+        "order": order,
+        "peak_held": max(cached),
+        "held_at_end": len(stage.fwd_cache),
+        "losses": [v.item() for v in losses],
+        "ref_loss": ref_loss.item(),
+        "grad_err": grad_err,
+    }
 
 
 @pytest.mark.parametrize("schedule", ["gpipe", "1f1b"])
@@ -75,3 +84,27 @@ def test_each_stage_runs_the_simulators_order_and_reproduces_the_whole_model(sch
     last = facts[-1]
     assert len(last["losses"]) == MICROBATCHES
     assert sum(last["losses"]) / MICROBATCHES == pytest.approx(last["ref_loss"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def eight_microbatches():
+    """Four stages, eight micro-batches: the case where GPipe's memory and 1F1B's part ways."""
+    return {s: run_ranks(f"{HERE}:pipeline_facts", 4, args=(s, 8), timeout=180) for s in ("gpipe", "1f1b")}
+
+
+def test_at_eight_micro_batches_gpipe_holds_all_of_them_and_1f1b_holds_p_minus_s(eight_microbatches):
+    peaks = {s: [f["peak_held"] for f in facts] for s, facts in eight_microbatches.items()}
+    assert peaks == {"gpipe": [8, 8, 8, 8], "1f1b": [4, 3, 2, 1]}  # measured in torch's stage.fwd_cache
+    for s, facts in eight_microbatches.items():
+        assert peaks[s] == simulate_pipeline(s, 4, 8).peak_activations()  # the simulator's count
+        assert [f["held_at_end"] for f in facts] == [0, 0, 0, 0]  # every forward's state freed by its backward
+        assert all(f["grad_err"] < 1e-6 for f in facts)
+
+
+def test_at_eight_micro_batches_both_schedules_run_the_simulators_order_so_the_bubble_is_the_same(eight_microbatches):
+    for s, facts in eight_microbatches.items():
+        assert [f["order"] for f in facts] == schedule_order(s, 4, 8)
+    gpipe, one_f_one_b = (simulate_pipeline(s, 4, 8) for s in ("gpipe", "1f1b"))
+    assert gpipe.makespan == one_f_one_b.makespan == 2 * (8 + 4 - 1)  # slots of one F or one B
+    assert gpipe.bubble() == pytest.approx(one_f_one_b.bubble()) == pytest.approx(pipeline_bubble(4, 8))
+    assert pipeline_bubble(4, 8) == pytest.approx(3 / 11)  # (p - 1) / (m + p - 1)
