@@ -1,11 +1,16 @@
 """torch.distributed.pipelining on real gloo processes: the order each schedule runs, and the whole model's numbers."""
 
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from infralens.distributed import pipeline_bubble, run_ranks, schedule_order, simulate_pipeline
 
@@ -108,3 +113,53 @@ def test_at_eight_micro_batches_both_schedules_run_the_simulators_order_so_the_b
     assert gpipe.makespan == one_f_one_b.makespan == 2 * (8 + 4 - 1)  # slots of one F or one B
     assert gpipe.bubble() == pytest.approx(one_f_one_b.bubble()) == pytest.approx(pipeline_bubble(4, 8))
     assert pipeline_bubble(4, 8) == pytest.approx(3 / 11)  # (p - 1) / (m + p - 1)
+
+
+class CollectiveCounts(TorchDispatchMode):
+    """Counts the c10d collectives dispatched inside it (CommDebugMode's module tracker trips on pipeline stages)."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func.overloadpacket).startswith("c10d."):
+            self.counts[str(func.overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def fsdp_stage_facts(rank, world_size, microbatches, reshard_after_forward):
+    """One pipeline stage whose two layers are FSDP2 (ZeRO-3) units sharded over both ranks, one step."""
+    mesh = init_device_mesh("cpu", (1, world_size), mesh_dim_names=("pp", "dp"))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8))
+    for unit in (model[0], model[2], model):
+        fully_shard(unit, mesh=mesh["dp"], reshard_after_forward=reshard_after_forward)
+    stage = PipelineStage(model, 0, 1, torch.device("cpu"), group=mesh["pp"].get_group())
+    schedule = Schedule1F1B(stage, n_microbatches=microbatches, loss_fn=nn.MSELoss())
+    g = torch.Generator().manual_seed(rank)
+    x, y = torch.randn(2 * microbatches, 8, generator=g), torch.randn(2 * microbatches, 8, generator=g)
+    counter = CollectiveCounts()
+    with warnings.catch_warnings(), counter:
+        warnings.simplefilter("ignore")  # FSDP2's note that the root returned a view
+        schedule.step(x, target=y)
+    return dict(counter.counts)
+
+
+@pytest.fixture(scope="module")
+def fsdp_stage():
+    return {
+        (m, raf): run_ranks(f"{HERE}:fsdp_stage_facts", 2, args=(m, raf), timeout=180)[0]
+        for m in (1, 4)
+        for raf in (True, False)
+    }
+
+
+def test_torch_pipelining_reduces_fsdp_gradients_once_per_step_and_gathers_per_micro_batch_only_if_resharding(
+    fsdp_stage,
+):
+    gathers = {k: c["c10d._allgather_base_"] for k, c in fsdp_stage.items()}
+    scatters = {k: c["c10d._reduce_scatter_base_"] for k, c in fsdp_stage.items()}
+    assert set(scatters.values()) == {2}  # one reduce-scatter per unit per step, however many micro-batches
+    assert gathers[(4, False)] == gathers[(1, False)]  # weights kept whole for the step: gathered once per step
+    assert gathers[(4, True)] - gathers[(1, True)] == 3 * 2  # resharded after forward: each extra forward gathers
