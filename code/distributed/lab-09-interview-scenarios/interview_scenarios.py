@@ -92,8 +92,8 @@ def card_70b_pretrain() -> dict:
         "micro-batch and direction; DP: the gradients once per step.",
         "cost": f"bubble {pipeline_bubble(p, m):.2%} of wall time "
         f"(p={p}, m={m}) = {pipeline_bubble(p, m, relative_to='ideal'):.2%}"
-        " over ideal compute; TP traffic dominates and must hide behind "
-        "the matmuls.",
+        " over ideal compute; TP traffic dominates and sits on every "
+        "layer's critical path unless async TP overlaps it (Lab 03).",
         "measurement": "per-axis time in a profiler trace (NCCL kernels "
         "by communicator), the bubble on the timeline, MFU against "
         "6 x parameters x tokens FLOPs, memory per stage (the first "
