@@ -28,3 +28,8 @@ def test_bad_sizes_are_refused_with_an_example(bad):
         ddp_bucket_plan([bad], 100)
     with pytest.raises(ValueError, match=r"e\.g\."):
         ddp_bucket_plan([1], bad)
+
+
+def test_a_bucket_one_byte_short_of_the_cap_stays_open():
+    assert ddp_bucket_plan([100, 99, 5], 200) == [[0, 1, 2]]  # 199 < 200: the third joins
+    assert ddp_bucket_plan([200, 100, 99, 5], 200) == [[0], [1, 2, 3]]  # the same after a closed bucket
