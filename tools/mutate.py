@@ -124,6 +124,7 @@ MODULES = [
     "src/infralens/distributed/device_mesh_layout.py",
     "src/infralens/distributed/routing.py",
     "src/infralens/distributed/expert_dispatch.py",
+    "src/infralens/distributed/ddp_buckets.py",
     # transformer
     "src/infralens/transformer/rope.py",
     "src/infralens/transformer/flops.py",

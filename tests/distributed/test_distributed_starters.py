@@ -92,10 +92,10 @@ def test_lab08_topology_notes(run):
     assert re.search(r"tp: group of 8 spans 1 node\(s\) -> nvlink", out)
     assert re.search(r"dp: group of 2 spans 2 node\(s\) -> network", out)
     t = 14 * 14e-6 + 1.75 * 2e9 / 50e9  # ring all-reduce of 2 GB over 8 ranks on the network
-    assert f"time {t * 1e3:.1f} ms = 14 x alpha + 1.75 N / bandwidth" in out
-    assert f"algorithm bandwidth N / T   = {2e9 / t / 1e9:6.2f} GB/s" in out
-    assert f"bus bandwidth   v N / T     = {3.5e9 / t / 1e9:6.2f} GB/s" in out
-    assert f"latency = bandwidth term at N = {14 * 14e-6 * 50e9 / 1.75 / 1e6:.2f} MB" in out
+    assert f"time {t * 1e3:.1f} ms = 14 x alpha + 1.75 n / bandwidth" in out
+    assert f"algorithm bandwidth n / T   = {2e9 / t / 1e9:6.2f} GB/s" in out
+    assert f"bus bandwidth   v n / T     = {3.5e9 / t / 1e9:6.2f} GB/s" in out
+    assert f"latency = bandwidth term at n = {14 * 14e-6 * 50e9 / 1.75 / 1e6:.2f} MB" in out
 
 
 def test_lab09_cards(run):
@@ -107,4 +107,4 @@ def test_lab09_cards(run):
     assert "bubble 15.79% of wall time (p=4, m=16) = 18.75% over ideal" in out
     assert "each expert accepts 1280 tokens" in out
     assert f"{2 * 4096 * 4096 * 2 / 1e6:.0f} MB per rank per all-to-all" in out
-    assert "sends 2(n-1)/n N = 3.50 GB" in out and "70.2 ms" in out
+    assert "sends 2(N-1)/N n = 3.50 GB" in out and "70.2 ms" in out

@@ -11,8 +11,9 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.nn.parallel.distributed import _DEFAULT_BUCKET_CAP_MB
 
-from infralens.distributed import BytesSent, run_ranks
+from infralens.distributed import BytesSent, ddp_bucket_plan, run_ranks
 
 pytestmark = pytest.mark.upstream
 
@@ -25,6 +26,34 @@ class Four(nn.Module):
     def __init__(self):
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(32, 32) for _ in range(4))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = torch.tanh(layer(x))
+        return x
+
+
+class Shuffled(nn.Module):
+    """Four Linear(32, 32) that forward uses in the order 2, 0, 3, 1, not the order they were registered in."""
+
+    FORWARD = (2, 0, 3, 1)
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(32, 32) for _ in range(4))
+
+    def forward(self, x):
+        for i in self.FORWARD:
+            x = torch.tanh(self.layers[i](x))
+        return x
+
+
+class Big(nn.Module):
+    """Three Linear(512, 512) used in order: 1 MiB and 2 KiB of float32 gradients each."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(512, 512) for _ in range(3))
 
     def forward(self, x):
         for layer in self.layers:
@@ -106,6 +135,37 @@ def ddp_facts(rank, world_size):
     return out
 
 
+def ready_order(make, x):
+    """Names of the parameters in the order their gradients are accumulated, on a plain module (no DDP)."""
+    torch.manual_seed(0)
+    model, order = make(), []
+    for name, p in model.named_parameters():
+        p.register_post_accumulate_grad_hook(lambda _p, name=name: order.append((name, _p.numel() * 4)))
+    model(x).sum().backward()
+    return order
+
+
+def bucket_facts(rank, world_size):
+    """The buckets DDP all-reduces in its second step (after the rebuild), for several models and caps."""
+    out = {}
+    cases = [("shuffled", Shuffled, 32, 0.004), ("shuffled", Shuffled, 32, 0.006), ("big", Big, 512, None)]
+    for label, make, dim, cap_mb in cases:
+        torch.manual_seed(0)
+        model = make()
+        ddp = DistributedDataParallel(model, bucket_cap_mb=cap_mb)
+        state = {"names": {id(p): n for n, p in model.named_parameters()}, "calls": [], "step": 0}
+        ddp.register_comm_hook(state, recording_hook)
+        x = torch.randn(4, dim, generator=torch.Generator().manual_seed(rank))
+        for step in range(2):
+            state["step"] = step
+            ddp(x).sum().backward()
+        out[(label, cap_mb)] = {
+            "buckets": [c[2] for c in state["calls"] if c[0] == 1],
+            "ready": ready_order(make, x),
+        }
+    return out
+
+
 def unused_facts(rank, world_size):
     out = {}
     for find in (False, True):
@@ -160,6 +220,46 @@ def test_no_sync_skips_the_all_reduce_and_the_next_backward_reduces_the_sum(fact
     assert [f["calls_inside_no_sync"] for f in facts] == [0, 0]
     assert [f["calls_after_no_sync"] for f in facts] == [4, 4]
     assert all(f["no_sync_err"] < 1e-6 for f in facts)
+
+
+@pytest.fixture(scope="module")
+def buckets():
+    return run_ranks(f"{HERE}:bucket_facts", 2, timeout=120)
+
+
+def plan(ready, cap_bytes, first_cap_bytes=None):
+    """The library's bucket plan for a gradient-ready order, as lists of parameter names."""
+    names, sizes = zip(*ready, strict=True)
+    groups = ddp_bucket_plan(sizes, cap_bytes, first_bucket_cap_bytes=first_cap_bytes)
+    return [[names[i] for i in group] for group in groups]
+
+
+def layers(bucket_names):
+    return [
+        sorted({int(n.split(".")[1]) for n in names}, key=[int(n.split(".")[1]) for n in names].index)
+        for names in bucket_names
+    ]
+
+
+def test_shuffled_forward_buckets_follow_the_gradient_order_not_the_registration_order(buckets):
+    for cap_mb, by_layer in ((0.004, [[1], [3], [0], [2]]), (0.006, [[1, 3], [0, 2]])):
+        facts = buckets[0][("shuffled", cap_mb)]
+        ready_layers = [int(n.split(".")[1]) for n, _ in facts["ready"]][::2]
+        assert ready_layers == list(reversed(Shuffled.FORWARD))  # backward readies them in reverse order of use
+        assert layers(facts["buckets"]) == by_layer  # what DDP's reducer all-reduced, in launch order
+        assert facts["buckets"] == plan(facts["ready"], int(cap_mb * 2**20))  # the library's plan, name by name
+        registered = [(f"layers.{i}.{k}", n) for i in (3, 2, 1, 0) for k, n in (("bias", 128), ("weight", 4096))]
+        assert facts["buckets"] != plan(registered, int(cap_mb * 2**20))  # reverse registration order is wrong here
+        assert buckets[1][("shuffled", cap_mb)]["buckets"] == facts["buckets"]  # both ranks agree
+
+
+def test_the_default_cap_has_a_first_bucket_of_1_mib_then_25_mib(buckets):
+    facts = buckets[0][("big", None)]
+    assert layers(facts["buckets"]) == [[2], [1, 0]]  # the last layer alone, then the rest together
+    first, cap = torch.distributed._DEFAULT_FIRST_BUCKET_BYTES, 25 * 2**20
+    assert (first, cap) == (2**20, int(_DEFAULT_BUCKET_CAP_MB * 2**20))
+    assert facts["buckets"] == plan(facts["ready"], cap, first)
+    assert facts["buckets"] != plan(facts["ready"], cap)  # one cap for all would make one bucket
 
 
 @pytest.fixture(scope="module")

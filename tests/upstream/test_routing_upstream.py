@@ -135,3 +135,18 @@ def test_mixtral_block_is_dropless_and_renormalised():
     assert tight.dropped > 0 and not torch.allclose(
         out[0], moe_reference(x[0], tight, [expert(e) for e in range(EXPERTS)])
     )
+
+
+@pytest.mark.parametrize("model_type", list(ROUTERS))
+def test_a_bfloat16_router_takes_its_softmax_in_float32(model_type):
+    _, r = router(model_type)
+    r = r.to(torch.bfloat16)
+    x = torch.randn(64, HIDDEN, generator=torch.Generator().manual_seed(4)).to(torch.bfloat16)
+    with torch.no_grad():
+        logits, weights, indices = r(x)
+    assert logits.dtype == torch.bfloat16
+    experts, ours, probs = top_k_gating(logits, TOP_K, renormalize=RENORMALIZES[model_type])
+    assert probs.dtype == torch.float32 and torch.equal(indices, experts)
+    # the weights are the float32 softmax's; Mixtral hands them on in float32, the others round to bf16
+    assert weights.dtype == (torch.float32 if model_type == "mixtral" else torch.bfloat16)
+    assert torch.allclose(weights.float(), ours.to(weights.dtype).float(), atol=1e-6)

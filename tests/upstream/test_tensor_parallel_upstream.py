@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor.debug import CommDebugMode
@@ -48,6 +49,69 @@ def tp_facts(rank, world_size):
         "output": (type(y).__name__, tuple(y.shape)),
         "colwise_alone": (tuple(h.shape), (h - ref.up(x)[:, 16 * rank : 16 * rank + 16]).abs().max().item()),
     }
+
+
+def backward_facts(rank, world_size):
+    """The backward of the Megatron MLP: by hand (Megatron's f: identity forward, all-reduce backward) and DTensor."""
+    torch.manual_seed(0)
+    ref = MLP()
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
+    gy = torch.randn(4, 8, generator=torch.Generator().manual_seed(2))  # dL/dy, the same on every rank
+    x_ref = x.clone().requires_grad_()
+    ref(x_ref).backward(gy)  # one process: the input gradient and every weight gradient
+    # by hand: rank r owns hidden features `cols`; the forward all-reduce (g) passes dL/dy through unchanged
+    cols = slice(16 * rank, 16 * rank + 16)
+    x_local = x.clone().requires_grad_()
+    W1, b1 = ref.up.weight[cols].detach().requires_grad_(), ref.up.bias[cols].detach().requires_grad_()
+    W2 = ref.down.weight[:, cols].detach().requires_grad_()
+    partial = torch.relu(x_local @ W1.T + b1) @ W2.T  # (B, D): this rank's term of the row-parallel sum
+    partial.backward(gy)
+    local_dx = x_local.grad.clone()  # only this rank's hidden features' share of dL/dx
+    summed_dx = local_dx.clone()
+    dist.all_reduce(summed_dx)  # f's backward: the one all-reduce of the backward pass
+    # DTensor: count the collectives of the backward alone
+    model = MLP()
+    model.load_state_dict(ref.state_dict())
+    mesh = init_device_mesh("cpu", (world_size,))
+    parallelize_module(model, mesh, {"up": ColwiseParallel(), "down": RowwiseParallel()})
+    x_tp = x.clone().requires_grad_()
+    y = model(x_tp)
+    comm = CommDebugMode()
+    with comm:
+        y.backward(gy)
+    grads = {n: p.grad.to_local() for n, p in model.named_parameters()}
+    ref_grads = {
+        "up.weight": ref.up.weight.grad[cols],
+        "up.bias": ref.up.bias.grad[cols],
+        "down.weight": ref.down.weight.grad[:, cols],
+        "down.bias": ref.down.bias.grad,
+    }
+    return {
+        "local_dx_err": (local_dx - x_ref.grad).abs().max().item(),
+        "summed_dx_err": (summed_dx - x_ref.grad).abs().max().item(),
+        "hand_weight_err": max(
+            (W1.grad - ref.up.weight.grad[cols]).abs().max().item(),
+            (W2.grad - ref.down.weight.grad[:, cols]).abs().max().item(),
+        ),
+        "backward_counts": {str(op): n for op, n in comm.get_comm_counts().items()},
+        "dtensor_dx_err": (x_tp.grad - x_ref.grad).abs().max().item(),
+        "dtensor_grad_err": max((grads[n] - g).abs().max().item() for n, g in ref_grads.items()),
+    }
+
+
+@pytest.fixture(scope="module")
+def backward():
+    return run_ranks(f"{HERE}:backward_facts", 2, timeout=120)
+
+
+def test_the_input_gradient_needs_one_all_reduce_in_backward_in_front_of_the_column_layer(backward):
+    for f in backward:
+        assert f["local_dx_err"] > 1e-3  # each rank's own dL/dx is a partial sum over its hidden features
+        assert f["summed_dx_err"] < 1e-6  # summed over ranks: the unsharded input gradient
+        assert f["hand_weight_err"] < 1e-6  # weight gradients need no communication: each rank owns its slices
+        assert f["backward_counts"] == {"c10d_functional.all_reduce": 1}  # DTensor inserts exactly that one
+        assert f["dtensor_dx_err"] < 1e-6
+        assert f["dtensor_grad_err"] < 1e-6
 
 
 @pytest.fixture(scope="module")

@@ -32,18 +32,18 @@ plan = load_plan(LAB07 / "parallelism_plan.yaml")  # tp 8, pp 4, dp 2
 def measure_and_fit():
     """Time 4 collectives x 10 sizes on 2 gloo processes; fit alpha, beta."""
     samples = measure_collectives(2)  # fastest of 15 calls each
-    fit = fit_alpha_beta(samples, 2)  # T = s alpha + v N beta
-    ar = collective_terms("all_reduce", 2)  # ring, n = 2: s = 2, v = 1
+    fit = fit_alpha_beta(samples, 2)  # T = s alpha + v n beta
+    ar = collective_terms("all_reduce", 2)  # ring, N = 2: s = 2, v = 1
     by_hand = ar.steps * fit.alpha + ar.volume * 4 * 1024**2 * fit.beta
     assert abs(by_hand - fit.predicted[9]) < 1e-12  # all_reduce, 4 MiB
     return samples, fit
 
 
 # [3] Interview hook
-N, n = 2e9, 8  # a 2 GB gradient all-reduced over 8 ranks
-t_net = collective_time("all_reduce", N, n, alpha=NET.alpha, beta=NET.beta)
-algbw, busbw = bus_bandwidth("all_reduce", N, t_net, n)  # N/T, v N/T
-ring = collective_terms("all_reduce", n)  # s = 14 steps, v = 1.75
+n, N = 2e9, 8  # a 2 GB gradient (n bytes) all-reduced over N = 8 ranks
+t_net = collective_time("all_reduce", n, N, alpha=NET.alpha, beta=NET.beta)
+algbw, busbw = bus_bandwidth("all_reduce", n, t_net, N)  # n/T, v n/T
+ring = collective_terms("all_reduce", N)  # s = 14 steps, v = 1.75
 crossover = ring.steps * NET.alpha / (ring.volume * NET.beta)  # bytes
 axes = plan_links(plan)  # which link each axis crosses, seconds per step
 # [end]
@@ -70,7 +70,7 @@ if __name__ == "__main__":
 
     samples, fit = measure_and_fit()
     print("\nMeasured on this machine: gloo, 2 processes (microseconds)")
-    print(f"  {'bytes N':>9} {'measured':>9} {'model':>9} {'error':>7}")
+    print(f"  {'bytes n':>9} {'measured':>9} {'model':>9} {'error':>7}")
     rows = list(zip(samples, fit.predicted, fit.relative_errors, strict=True))
     for s, p, e in rows:
         if s.collective == "all_reduce":
@@ -94,28 +94,28 @@ if __name__ == "__main__":
         print(f" spans {a.nodes_spanned} node(s) -> {a.link:<8}", end="")
         print(f" {sent:8.2f} GB sent {a.seconds * 1e3:8.1f} ms")
 
-    print(f"\nA {N / 1e9:g} GB all-reduce over {n} ranks on the network")
+    print(f"\nA {n / 1e9:g} GB all-reduce over {N} ranks on the network")
     print(f"  time {t_net * 1e3:.1f} ms = {ring.steps} x alpha", end="")
-    print(f" + {ring.volume:g} N / bandwidth")
-    print(f"  algorithm bandwidth N / T   = {algbw / 1e9:6.2f} GB/s")
-    print(f"  bus bandwidth   v N / T     = {busbw / 1e9:6.2f} GB/s", end="")
+    print(f" + {ring.volume:g} n / bandwidth")
+    print(f"  algorithm bandwidth n / T   = {algbw / 1e9:6.2f} GB/s")
+    print(f"  bus bandwidth   v n / T     = {busbw / 1e9:6.2f} GB/s", end="")
     print(f" (link: {NET.bandwidth / 1e9:g} GB/s)")
-    print(f"  latency = bandwidth term at N = {crossover / 1e6:.2f} MB")
-    for size in (64 * 1024, 25 * 1024**2, N):
+    print(f"  latency = bandwidth term at n = {crossover / 1e6:.2f} MB")
+    for size in (64 * 1024, 25 * 1024**2, n):
         t = collective_time(
-            "all_reduce", size, n, alpha=NET.alpha, beta=NET.beta
+            "all_reduce", size, N, alpha=NET.alpha, beta=NET.beta
         )
         tree = collective_time(
             "all_reduce",
             size,
-            n,
+            N,
             alpha=NET.alpha,
             beta=NET.beta,
             algorithm="tree",
         )
         lat = ring.steps * NET.alpha / t
         print(
-            f"  N = {size:>13,.0f} B: ring {us(t)} us ({lat:4.0%} latency),",
+            f"  n = {size:>13,.0f} B: ring {us(t)} us ({lat:4.0%} latency),",
             end="",
         )
         print(f" tree {us(tree)} us")

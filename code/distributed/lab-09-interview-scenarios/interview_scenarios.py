@@ -31,20 +31,20 @@ LAB07 = Path(__file__).resolve().parents[1] / "lab-07-3d-parallelism-plan"
 PLAN70B = load_plan(LAB07 / "parallelism_plan.yaml")  # 70B on 64 GPUs
 
 
-def on(link, op: str, nbytes: float, n: int) -> float:
-    """Seconds of one collective on a link, by the alpha-beta model."""
-    return collective_time(op, nbytes, n, alpha=link.alpha, beta=link.beta)
+def on(link, op: str, nbytes: float, N: int) -> float:
+    """Seconds of one collective of n bytes over N ranks (alpha-beta)."""
+    return collective_time(op, nbytes, N, alpha=link.alpha, beta=link.beta)
 
 
 # [2] Main transition
 def card_7b_finetune() -> dict:
     """Full fine-tune of 7B with Adam on one node of 8 x 80 GB."""
-    P, n = 7e9, 8
-    by_stage = {s: zero_bytes_per_rank(P, n, s) for s in range(4)}
+    P, N = 7e9, 8  # parameters, ranks
+    by_stage = {s: zero_bytes_per_rank(P, N, s) for s in range(4)}
     fits = [s for s, b in by_stage.items() if b < 80 * GIB * 0.6]
     grads = 2 * P  # bf16 gradients, bytes
-    ddp = ring_allreduce_bytes(grads, n)  # what ZeRO-1 and 2 send too
-    t = on(NV, "all_reduce", grads, n)
+    ddp = ring_allreduce_bytes(grads, N)  # what ZeRO-1 and 2 send too
+    t = on(NV, "all_reduce", grads, N)
     return {
         "problem": f"16 bytes/param x 7B = {by_stage[0] / GB:.0f} GB of "
         f"states per GPU under plain DDP: more than 80 GB.",
@@ -92,8 +92,8 @@ def card_70b_pretrain() -> dict:
         "micro-batch and direction; DP: the gradients once per step.",
         "cost": f"bubble {pipeline_bubble(p, m):.2%} of wall time "
         f"(p={p}, m={m}) = {pipeline_bubble(p, m, relative_to='ideal'):.2%}"
-        " over ideal compute; TP traffic dominates and must hide behind "
-        "the matmuls.",
+        " over ideal compute; TP traffic dominates and sits on every "
+        "layer's critical path unless async TP overlaps it (Lab 03).",
         "measurement": "per-axis time in a profiler trace (NCCL kernels "
         "by communicator), the bubble on the timeline, MFU against "
         "6 x parameters x tokens FLOPs, memory per stage (the first "
@@ -103,17 +103,17 @@ def card_70b_pretrain() -> dict:
 
 def card_moe_all_to_all() -> dict:
     """An MoE layer: 8 experts, top-2, 4,096 tokens per GPU, hidden 4,096."""
-    T, E, k, D, n = 4096, 8, 2, 4096, 8
+    T, E, k, D, N = 4096, 8, 2, 4096, 8  # N ranks
     cap = expert_capacity(T, E, top_k=k, capacity_factor=1.25)
-    N = k * T * D * 2  # bytes a rank dispatches (bf16), before drops
-    t_nv, t_net = on(NV, "all_to_all", N, n), on(NET, "all_to_all", N, n)
+    n = k * T * D * 2  # bytes a rank dispatches (bf16), before drops
+    t_nv, t_net = on(NV, "all_to_all", n, N), on(NET, "all_to_all", n, N)
     return {
         "problem": f"each expert accepts {cap} tokens (factor 1.25); a "
         "popular expert drops the rest without an error.",
         "mechanism": "route top-2, dispatch rows to the expert's rank with "
         "all_to_all_single, run the local experts, combine back.",
-        "communication": f"{N / 1e6:.0f} MB per rank per all-to-all, 2 per "
-        f"layer forward and 2 backward; {(n - 1) / n:.1%} of it leaves "
+        "communication": f"{n / 1e6:.0f} MB per rank per all-to-all, 2 per "
+        f"layer forward and 2 backward; {(N - 1) / N:.1%} of it leaves "
         "the rank.",
         "cost": f"{t_nv * 1e3:.2f} ms per all-to-all inside a node, "
         f"{t_net * 1e3:.2f} ms across nodes: keep EP within NVLink.",
@@ -124,17 +124,17 @@ def card_moe_all_to_all() -> dict:
 
 def card_allreduce_drill() -> dict:
     """The drill: a 2 GB gradient, ring all-reduce, 8 ranks."""
-    N, n = 2e9, 8
-    sent = ring_allreduce_bytes(N, n)
-    t = on(NET, "all_reduce", N, n)
-    algbw, busbw = bus_bandwidth("all_reduce", N, t, n)
+    n, N = 2e9, 8  # bytes, ranks
+    sent = ring_allreduce_bytes(n, N)
+    t = on(NET, "all_reduce", n, N)
+    algbw, busbw = bus_bandwidth("all_reduce", n, t, N)
     bucket = 25 * 2**20  # DDP's default bucket_cap_mb
-    tb = on(NET, "all_reduce", bucket, n)
+    tb = on(NET, "all_reduce", bucket, N)
     return {
         "problem": "how long does the gradient all-reduce take, and is the "
         "network the bottleneck?",
-        "mechanism": "ring: reduce-scatter then all-gather, 2(n-1) steps, "
-        f"each rank sends 2(n-1)/n N = {sent / GB:.2f} GB.",
+        "mechanism": "ring: reduce-scatter then all-gather, 2(N-1) steps, "
+        f"each rank sends 2(N-1)/N n = {sent / GB:.2f} GB.",
         "communication": f"{sent / GB:.2f} GB per rank, in 25 MiB buckets "
         f"of {tb * 1e6:.0f} us each on the network.",
         "cost": f"{t * 1e3:.1f} ms; algorithm bandwidth "

@@ -9,6 +9,7 @@ from .alpha_beta_fit import AlphaBetaFit, Sample, fit_alpha_beta
 from .collective_cost import COLLECTIVES, CollectiveTerms, bus_bandwidth, collective_terms, collective_time
 from .collective_timing import DEFAULT_SIZES, measure_collectives, time_collectives
 from .collectives import all_gather_bytes, all_to_all_bytes, reduce_scatter_bytes, ring_allreduce_bytes
+from .ddp_buckets import ddp_bucket_plan
 from .device_mesh_layout import MeshLayout, mesh_layout
 from .expert_dispatch import DispatchStats, expert_parallel_moe, make_experts, moe_reference
 from .experts import expert_capacity
@@ -78,6 +79,7 @@ __all__ = [
     "check_heads_divisible",
     "collective_terms",
     "collective_time",
+    "ddp_bucket_plan",
     "expert_capacity",
     "expert_parallel_moe",
     "fit_alpha_beta",

@@ -1,9 +1,9 @@
 r"""Alpha and beta fitted from measured collective times, and how far the model is from each measurement.
 
-Every measurement of a collective of :math:`N` bytes over :math:`n` ranks is
+Every measurement of a collective of :math:`n` bytes over :math:`N` ranks is
 one linear equation in the two unknowns,
 
-.. math:: T_i \approx s_i\,\alpha + v_i N_i\,\beta
+.. math:: T_i \approx s_i\,\alpha + v_i n_i\,\beta
 
 (:func:`~infralens.distributed.collective_terms` gives :math:`s_i` and
 :math:`v_i`). The fit minimises the *relative* squared error, each equation
@@ -67,7 +67,7 @@ class AlphaBetaFit:
 
 
 def fit_alpha_beta(samples: Sequence[Sample], world_size: int) -> AlphaBetaFit:
-    r"""Least-squares :math:`\alpha, \beta \ge 0` of :math:`T = s\alpha + vN\beta` in relative error.
+    r"""Least-squares :math:`\alpha, \beta \ge 0` of :math:`T = s\alpha + vn\beta` in relative error.
 
     Exact data give back the parameters they were made with:
 

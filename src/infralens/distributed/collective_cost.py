@@ -1,24 +1,25 @@
 r"""The alpha-beta cost model of collectives: a start-up latency per step plus a time per byte sent.
 
-A collective over :math:`n` ranks runs in :math:`s` sequential steps; in each
+A collective over :math:`N` ranks runs in :math:`s` sequential steps; in each
 step a rank sends one message. With :math:`\alpha` seconds of latency per
 step and :math:`\beta` seconds per byte on the link (one over its bandwidth),
 
-.. math:: T = s\,\alpha + v\,N\,\beta
+.. math:: T = s\,\alpha + v\,n\,\beta
 
-where :math:`N` is the message size and :math:`v N` the bytes one rank sends
-along the critical path. :math:`N` follows the nccl-tests convention: the
+where :math:`n` is the message size and :math:`v n` the bytes one rank sends
+along the critical path (the track's convention: :math:`N` ranks, :math:`n`
+bytes, as in :func:`~infralens.distributed.ring_allreduce_bytes`). :math:`n` follows the nccl-tests convention: the
 buffer each rank holds for all-reduce and all-to-all, the *whole* gathered
 output for all-gather and the *whole* input for reduce-scatter.
 
 ============== ========== ========================= ===============================
 collective      algorithm  steps :math:`s`           volume :math:`v`
 ============== ========== ========================= ===============================
-all-reduce      ring       :math:`2(n-1)`            :math:`2(n-1)/n`
-all-reduce      tree       :math:`2\lceil\log_2 n\rceil` :math:`2\lceil\log_2 n\rceil`
-all-gather      ring       :math:`n-1`               :math:`(n-1)/n`
-reduce-scatter  ring       :math:`n-1`               :math:`(n-1)/n`
-all-to-all      pairwise   :math:`n-1`               :math:`(n-1)/n`
+all-reduce      ring       :math:`2(N-1)`            :math:`2(N-1)/N`
+all-reduce      tree       :math:`2\lceil\log_2 N\rceil` :math:`2\lceil\log_2 N\rceil`
+all-gather      ring       :math:`N-1`               :math:`(N-1)/N`
+reduce-scatter  ring       :math:`N-1`               :math:`(N-1)/N`
+all-to-all      pairwise   :math:`N-1`               :math:`(N-1)/N`
 ============== ========== ========================= ===============================
 
 The ring all-reduce is a reduce-scatter followed by an all-gather (Patarasuk
@@ -48,7 +49,7 @@ COLLECTIVES: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class CollectiveTerms:
-    """The two coefficients of :math:`T = s\\alpha + vN\\beta` for one collective, algorithm and world size."""
+    """The two coefficients of :math:`T = s\\alpha + vn\\beta` for one collective, algorithm and world size."""
 
     collective: str
     algorithm: str
@@ -56,10 +57,10 @@ class CollectiveTerms:
     steps: int
     """:math:`s`, sequential message steps: what :math:`\\alpha` is paid for."""
     volume: float
-    """:math:`v`, bytes a rank sends on the critical path per byte of :math:`N`."""
+    """:math:`v`, bytes a rank sends on the critical path per byte of :math:`n`."""
 
     def time(self, nbytes: float, *, alpha: float, beta: float) -> float:
-        """Seconds for a message of ``nbytes``: :math:`s\\alpha + vN\\beta`."""
+        """Seconds for a message of ``nbytes``: :math:`s\\alpha + vn\\beta`."""
         return self.steps * alpha + self.volume * nbytes * beta
 
 
@@ -103,11 +104,11 @@ def collective_time(
     beta: float,
     algorithm: str | None = None,
 ) -> float:
-    r"""Seconds of one collective by the alpha-beta model, :math:`s\alpha + vN\beta`.
+    r"""Seconds of one collective by the alpha-beta model, :math:`s\alpha + vn\beta`.
 
     :param collective: ``"all_reduce"``, ``"all_gather"``, ``"reduce_scatter"`` or ``"all_to_all"``.
-    :param nbytes: :math:`N` in the nccl-tests convention (see the module).
-    :param world_size: :math:`n`, ranks in the group.
+    :param nbytes: :math:`n` in the nccl-tests convention (see the module).
+    :param world_size: :math:`N`, ranks in the group.
     :param alpha: seconds of latency per step.
     :param beta: seconds per byte (1 / bandwidth in bytes per second).
     :param algorithm: ``"ring"`` or ``"tree"`` for all-reduce (default ring).
@@ -125,12 +126,12 @@ def collective_time(
 
 
 def bus_bandwidth(collective: str, nbytes: float, seconds: float, world_size: int) -> tuple[float, float]:
-    r"""Algorithm bandwidth :math:`N/T` and bus bandwidth :math:`vN/T` in bytes per second (nccl-tests).
+    r"""Algorithm bandwidth :math:`n/T` and bus bandwidth :math:`vn/T` in bytes per second (nccl-tests).
 
     The bus bandwidth counts the bytes one rank actually sends, so it is the
     number to compare with a link's bandwidth whatever the collective or the
     world size; the algorithm bandwidth of an all-reduce is lower by
-    :math:`2(n-1)/n`.
+    :math:`2(N-1)/N`.
 
     >>> algbw, busbw = bus_bandwidth("all_reduce", 1e9, 0.035, 8)
     >>> round(algbw / 1e9, 2), round(busbw / 1e9, 2)

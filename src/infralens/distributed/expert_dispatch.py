@@ -15,6 +15,11 @@ consecutive experts (expert :math:`e` lives on rank :math:`\lfloor e W / E
 
 :func:`moe_reference` computes the same sum one token at a time with every
 expert in one process: the dense per-token reference.
+
+Forward only: ``torch.distributed.all_to_all_single`` writes into buffers
+outside autograd, so no gradient reaches the experts or the tokens through
+this layer. A training layer uses ``torch.distributed.nn.functional.all_to_all_single``,
+whose backward is the all-to-all with the splits swapped.
 """
 
 from __future__ import annotations

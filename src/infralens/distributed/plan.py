@@ -21,9 +21,12 @@ The plan is checked when it is built; each rule is one line of
 * :math:`t` divides ``gpus_per_node`` (a TP group stays inside a node: its all-reduces are on
   the critical path of every layer);
 * :math:`p` divides the layers (equal stages);
-* ZeRO stage 2 or 3 is refused with :math:`p > 1`: sharded gradients or parameters would be
-  reduced or gathered once per micro-batch instead of once per step (DeepSpeed's pipeline
-  engine refuses the combination for this reason).
+* ZeRO stage 2 or 3 is refused with :math:`p > 1`, as DeepSpeed's pipeline engine refuses it:
+  sharded gradients or parameters are reduced or gathered once per micro-batch unless the
+  stage holds them whole for the step. (torch's ``torch.distributed.pipelining`` does run
+  FSDP2 stages: it reduce-scatters gradients once per step and, with
+  ``reshard_after_forward=False``, gathers weights once per step, holding them whole;
+  this model follows DeepSpeed.)
 """
 
 from __future__ import annotations
@@ -226,8 +229,9 @@ def _check(plan: ParallelismPlan) -> None:
         raise _fail(
             "parallelism.zero_stage",
             plan.zero_stage,
-            f"stages 2 and 3 shard gradients or parameters, which with pp={p} would be reduced or gathered once "
-            "per micro-batch, not once per step (DeepSpeed's pipeline engine refuses it)",
+            f"stages 2 and 3 shard gradients or parameters, which with pp={p} are reduced or gathered once "
+            "per micro-batch unless kept whole for the step (DeepSpeed's pipeline engine refuses it; this "
+            "model follows DeepSpeed)",
             "e.g. zero_stage: 1",
         )
 

@@ -70,11 +70,11 @@ class AxisTraffic:
     """``"tp"``, ``"pp"`` or ``"dp"``."""
     group_size: int
     ops: tuple[tuple[str, int, float], ...]
-    """``(collective, calls per step, bytes N per call)``; ``"send_recv"`` is one point-to-point message."""
+    """``(collective, calls per step, bytes n per call)``; ``"send_recv"`` is one point-to-point message."""
 
     @property
     def bytes_sent(self) -> float:
-        """Bytes the rank sends per step: :math:`\\sum \\text{calls} \\cdot v N`."""
+        """Bytes the rank sends per step: :math:`\\sum \\text{calls} \\cdot v n`."""
         return sum(calls * _volume(op, self.group_size) * n for op, calls, n in self.ops)
 
 

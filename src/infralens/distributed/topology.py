@@ -7,9 +7,9 @@ talks over NVLink; a group that spans nodes is as slow as its slowest hop, the
 network (:data:`~infralens.distributed.LINKS`). Each axis's per-step traffic
 (:func:`~infralens.distributed.step_traffic`) is then priced call by call:
 
-.. math:: T_\text{axis} = \sum_\text{ops} \text{calls} \cdot (s\,\alpha + v N \beta)
+.. math:: T_\text{axis} = \sum_\text{ops} \text{calls} \cdot (s\,\alpha + v n \beta)
 
-with a point-to-point send costing :math:`\alpha + N\beta`. Nothing here
+with a point-to-point send costing :math:`\alpha + n\beta`. Nothing here
 overlaps communication with compute, which real runs do: these are the
 seconds that would have to hide behind it.
 """
