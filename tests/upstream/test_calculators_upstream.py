@@ -293,3 +293,16 @@ def test_second_order_schedulers_call_the_denoiser_2n_minus_1_times(scheduler, c
         num_inference_steps=4, height=16, width=16, output_type="latent",
     )  # fmt: skip
     assert seen == [2] * calls
+
+
+@pytest.mark.parametrize(("patch_size_t", "tokens"), [(None, 4 * 2 * 3), (2, 2 * 2 * 3)])
+def test_cogvideox_patchifies_time_only_when_patch_size_t_is_set(patch_size_t, tokens):
+    """The default (CogVideoX 1.0) is one token per 2x2 cell of each latent frame; patch_size_t=2 halves the frames."""
+    from diffusers.models.embeddings import CogVideoXPatchEmbed
+
+    embed = CogVideoXPatchEmbed(
+        patch_size=2, patch_size_t=patch_size_t, in_channels=4, embed_dim=8, text_embed_dim=8,
+        use_positional_embeddings=False, use_learned_positional_embeddings=False,
+    )  # fmt: skip
+    text, video = torch.zeros(1, 5, 8), torch.zeros(1, 4, 4, 4, 6)  # (B, L, D) and (B, F', C, H', W')
+    assert embed(text, video).shape == (1, 5 + tokens, 8)

@@ -250,3 +250,23 @@ def test_the_14b_dit_offload_units():
     assert largest == 5120 * 6 * 5120 + 6 * 5120  # time_projection: Linear(dim, 6 dim)
     assert round(2 * largest / 2**20) == 300  # MiB in bf16
     assert max(wan21_t2v_components()[1].layer_bytes) > 2 * largest  # infralens's unit is a whole block
+
+
+@pytest.mark.parametrize("onload_on_host", [False, True])
+def test_streaming_needs_the_onload_device_on_the_host(onload_on_host, monkeypatch):
+    """With only the offload pair, onload and preparing default to the computation device: the stage switch puts
+    the whole model there before its first forward, whatever vram_limit says. ``meta`` stands in for the GPU."""
+    base = diffsynth_module("diffusion.base_pipeline").BasePipeline
+    layers = diffsynth_module("core.vram.layers")
+    monkeypatch.setattr(torch.cpu, "empty_cache", lambda: None, raising=False)  # absent on CPU builds
+    config = dict(offload_dtype=HOST, offload_device="cpu", computation_dtype=HOST, computation_device="meta")
+    if onload_on_host:
+        config.update(onload_dtype=HOST, onload_device="cpu")  # the low-VRAM recipe: only preparing is on the GPU
+    net = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(3)])
+    net = layers.enable_vram_management(net, {torch.nn.Linear: layers.AutoWrappedLinear}, config, vram_limit=0)
+    pipe = torch.nn.Module()
+    pipe.dit = net
+    pipe.vram_management_enabled, pipe.device_type = True, "cpu"
+    base.load_models_to_device(pipe, ["dit"])  # before the loop; no forward has run, vram_limit=0 asked nothing
+    devices = {p.device.type for p in net.parameters()}
+    assert devices == ({"cpu"} if onload_on_host else {"meta"})

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from types import SimpleNamespace
 
@@ -317,3 +318,56 @@ def test_vace_layers_every_second_block_for_1_3b_and_every_fifth_for_14b():
     big = [c["extra_kwargs"] for c in entries if c.get("extra_kwargs", {}).get("dim") == 5120]
     assert big and {tuple(c["vace_layers"]) for c in big} == {tuple(range(0, 40, 5))}
     assert {c["vace_in_dim"] for c in big} == {96}
+
+
+@pytest.mark.parametrize("refs", [0, 1, 2])
+def test_each_vace_reference_image_adds_a_latent_frame_to_every_dit_call(refs):
+    """Painted controls share one video; a reference image is one more latent frame, in the noise and the context."""
+    wv = wan_video()
+    vae = _tiny_wan_vae()
+    T, H, W = 9, 32, 48
+    g = torch.Generator().manual_seed(0)
+    frames = [torch.rand(3, H, W, generator=g) for _ in range(T)]
+    masks = [torch.ones(3, H, W) for _ in range(T)]
+    images = [torch.rand(3, H, W, generator=g) for _ in range(refs)] or None
+
+    def preprocess_video(video, min_value=-1, max_value=1):  # list of (3, H, W) in [0, 1] -> (1, 3, T, H, W)
+        return torch.stack(video, dim=1).unsqueeze(0) * (max_value - min_value) + min_value
+
+    base = diffsynth_module("diffusion.base_pipeline").BasePipeline
+    pipe = SimpleNamespace(torch_dtype=torch.float32, device="cpu", vae=vae, preprocess_video=preprocess_video,
+                           load_models_to_device=lambda names: None)  # fmt: skip
+    pipe.generate_noise = lambda shape, **kw: base.generate_noise(pipe, shape, **kw)
+    with torch.no_grad():
+        noise = wv.WanVideoUnit_NoiseInitializer().process(pipe, H, W, T, 0, "cpu", images, None)["noise"]
+        out = wv.WanVideoUnit_VACE().process(pipe, frames, masks, images, 1.0, H, W, T, False, (30, 52), (15, 26))
+    latent_frames = 1 + (T - 1) // 4
+    assert noise.shape == (1, 16, latent_frames + refs, H // 8, W // 8)  # the DiT's sequence grows by refs frames
+    assert out["vace_context"].shape == (1, 96, latent_frames + refs, H // 8, W // 8)
+
+
+def test_wan_fun_control_video_is_concatenated_on_channels_without_weight_or_window():
+    """WanVideoUnit_FunControl (the `control_video` argument): the control video's latent goes into y, which
+    model_fn_wan_video concatenates to the noisy latent on channels; no scale, no start or end."""
+    wv = wan_video()
+    T, H, W = 9, 32, 48
+    control = torch.randn(1, 16, 3, H // 8, W // 8, generator=torch.Generator().manual_seed(0))
+    seen = {}
+
+    def encode(video, device=None, tiled=None, tile_size=None, tile_stride=None):
+        seen["video"] = video.shape
+        return control
+
+    pipe = SimpleNamespace(
+        torch_dtype=torch.float32, device="cpu", vae=SimpleNamespace(encode=encode), dit=SimpleNamespace(in_dim=48),
+        preprocess_video=lambda frames: torch.zeros(1, 3, len(frames), H, W), load_models_to_device=lambda names: None,
+    )  # fmt: skip
+    frames = [None] * T  # stand-ins for the PIL frames, preprocessed above
+    latents = torch.zeros(1, 16, 3, H // 8, W // 8)
+    out = wv.WanVideoUnit_FunControl().process(pipe, frames, T, H, W, False, None, None, None, None, latents)
+    assert seen["video"] == (1, 3, T, H, W)
+    y = out["y"]
+    assert y.shape == (1, 48 - 16, 3, H // 8, W // 8)  # DiT input = 16 latent channels + y
+    assert torch.equal(y[:, :16], control) and y[:, 16:].eq(0).all()
+    params = inspect.signature(wv.WanVideoUnit_FunControl.process).parameters
+    assert not {"scale", "control_scale", "start", "end"} & set(params)

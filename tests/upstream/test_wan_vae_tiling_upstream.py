@@ -10,7 +10,7 @@
 * Frame counts that are not ``1 + 4k`` are cut silently, in both libraries.
 * diffusers' ``AutoencoderKLWan`` tiles only after ``enable_tiling()`` and only
   latents larger than its tile.
-* Image-to-video encodes a whole clip, the image followed by black frames.
+* Image-to-video encodes a whole clip, the image followed by mid-grey frames (zeros in [-1, 1], not black).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -152,7 +153,7 @@ def test_diffusers_wan_vae_tiles_only_when_enabled_and_larger_than_a_tile():
     assert seen == {(False, 16): False, (False, 34): False, (True, 16): False, (True, 34): True}
 
 
-def test_image_to_video_encodes_the_image_and_black_frames_as_one_clip():
+def test_image_to_video_encodes_the_image_and_grey_frames_as_one_clip():
     """WanVideoUnit_ImageEmbedderVAE hands the VAE an F-frame clip (tiled by default), not one image."""
     PIL = pytest.importorskip("PIL.Image")
     wv = wan_video()
@@ -173,6 +174,10 @@ def test_image_to_video_encodes_the_image_and_black_frames_as_one_clip():
     out = wv.WanVideoUnit_ImageEmbedderVAE().process(pipe, image, None, 9, 32, 48, True, (30, 52), (15, 26))
     clip = seen["clip"]
     assert clip.shape == (3, 9, 32, 48)  # (3, F, H, W): the whole clip
-    assert clip[:, 1:].eq(0).all() and clip[0, 0].eq(1).all()  # frame 0 the image, then black (0 in [-1, 1])
+    assert clip[:, 1:].eq(0).all() and clip[0, 0].eq(1).all()  # frame 0 the image, then zeros
+    black = pipe.preprocess_image(PIL.new("RGB", (48, 32), (0, 0, 0)))
+    assert black.eq(-1).all()  # black is -1 in the VAE's range: the zeros are mid-grey, not black
+    grey = base.vae_output_to_image(pipe, torch.zeros(1, 3, 32, 48))  # what the zeros are as pixels
+    assert set(np.asarray(grey).flatten().tolist()) <= {127, 128}
     assert (seen["tiled"], seen["tile_size"], seen["tile_stride"]) == (True, (30, 52), (15, 26))
     assert out["y"].shape == (1, 4 + 16, 3, 4, 6)  # the frame mask's 4 channels, then the latent
