@@ -156,6 +156,7 @@ def test_a_bare_call_runs_the_documented_defaults():
     assert {tuple(c.latents.shape) for c in r.calls} == {shape}
     sigmas = flow_sigmas("Wan", d["num_inference_steps"], shift=d["sigma_shift"])
     assert torch.allclose(r.pipe.scheduler.timesteps, 1000 * sigmas, atol=1e-3)
+    assert {tuple(c.timestep.shape) for c in r.calls} == {(1,)}  # one value per DiT call
     assert (r.vae.seen["tiled"], r.vae.seen["tile_size"], r.vae.seen["tile_stride"]) == (
         d["tiled"], d["tile_size"], d["tile_stride"]
     )  # fmt: skip
