@@ -1086,6 +1086,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, metavar="SECONDS", help="start no mutant after this much time")
     parser.add_argument("--timeout-factor", type=float, default=4.0, help="limit: 30 s + factor x baseline time")
     parser.add_argument("--no-upstream", action="store_true", help="leave out tests/upstream (diffusers & co.)")
+    parser.add_argument(
+        "--no-trace",
+        action="store_true",
+        help="skip the coverage map: each mutant runs every candidate unit of its module (for a small --sample)",
+    )
     parser.add_argument("--direct", action="store_true", help="units that import a module directly, not transitively")
     parser.add_argument(
         "--coverage-cache",
@@ -1155,11 +1160,17 @@ def main(argv: list[str] | None = None) -> int:
 
         static = StaticMap(copies[0], upstream=not args.no_upstream)
         candidates = {m: static.candidates(m, transitive=not args.direct) for m in modules}
-        units = sorted(set().union(*candidates.values()))
+        # trace only for the modules that still have mutants to run (a sample leaves most of them out)
+        live = {m.module for m in todo if not m.outcome}
+        units = sorted(set().union(*(candidates[m] for m in live)))
         log(f"{len(todo)} mutants in {len(modules)} modules")
         t_trace = time.perf_counter()
-        coverage = cached_coverage(copies, units, args.coverage_cache, log)
-        log(f"coverage map in {time.perf_counter() - t_trace:.0f} s")
+        if args.no_trace:  # every candidate unit runs each mutant of its module: no map to build first
+            coverage = {"lines": {}, "durations": {}, "failed": [], "failing_tests": {}}
+            log(f"no coverage map: each mutant runs the {len(units)} units that import its module")
+        else:
+            coverage = cached_coverage(copies, units, args.coverage_cache, log)
+            log(f"coverage map in {time.perf_counter() - t_trace:.0f} s")
         if coverage["failed"]:
             log("units that fail to collect without any mutant (left out): " + ", ".join(coverage["failed"]))
         for ids in coverage["failing_tests"].values():
@@ -1170,7 +1181,8 @@ def main(argv: list[str] | None = None) -> int:
         for m in todo:
             if m.outcome:
                 continue
-            m.units = [u for u in select_units(m, coverage, candidates[m.module]) if u not in broken]
+            chosen_units = candidates[m.module] if args.no_trace else select_units(m, coverage, candidates[m.module])
+            m.units = [u for u in chosen_units if u not in broken]
             if not m.units:
                 m.outcome, m.note = "uncovered", "no test unit executes this line"
             else:
