@@ -187,6 +187,47 @@ def unused_facts(rank, world_size):
     return out
 
 
+def frozen_facts(rank, world_size):
+    """Layer 0 frozen before DDP wraps the model, or after: which parameters the reducer knows, what the steps do."""
+    out = {}
+    for when in ("before", "after"):
+        torch.manual_seed(0)
+        model = Four()
+        if when == "before":
+            model.layers[0].requires_grad_(False)
+        ddp = DistributedDataParallel(model, bucket_cap_mb=0.004)
+        if when == "after":
+            model.layers[0].requires_grad_(False)
+        state = {"names": {id(p): n for n, p in model.named_parameters()}, "calls": [], "step": 0}
+        ddp.register_comm_hook(state, recording_hook)
+        steps = []
+        for step in range(2):
+            state["step"] = step
+            try:
+                ddp(data(rank)[0]).sum().backward()
+            except RuntimeError as exc:
+                steps.append(("error", str(exc)))
+                break
+            steps.append(("ok", sorted({n for c in state["calls"] if c[0] == step for n in c[2]})))
+        out[when] = steps
+    return out
+
+
+@pytest.fixture(scope="module")
+def frozen():
+    return run_ranks(f"{HERE}:frozen_facts", 2, timeout=120)
+
+
+def test_a_parameter_frozen_before_wrapping_is_left_out_but_one_frozen_after_stalls_its_bucket(frozen):
+    for f in frozen:
+        trained = sorted(f"layers.{i}.{k}" for i in (1, 2, 3) for k in ("bias", "weight"))
+        assert f["before"] == [("ok", trained), ("ok", trained)]  # layer 0 is in no bucket, nothing waits for it
+        first, second = f["after"]
+        assert first == ("ok", [])  # the first iteration's one bucket waits for layer 0 and never fires
+        assert second[0] == "error"
+        assert second[1].startswith("Expected to have finished reduction in the prior iteration")
+
+
 @pytest.fixture(scope="module")
 def facts():
     return run_ranks(f"{HERE}:ddp_facts", 2, timeout=120)

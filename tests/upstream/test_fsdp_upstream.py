@@ -153,3 +153,43 @@ def test_the_sharded_step_equals_the_unsharded_step(facts):
 def test_sharding_the_state_does_not_shrink_the_activations(facts):
     for f in facts:
         assert f["sharded_activations"] == f["plain_activations"] > 0
+
+
+def zero1_facts(rank, world_size):
+    """torch's stage 1, ZeroRedundancyOptimizer under DDP: what one step sends, and the Adam state it keeps."""
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    from torch.nn.parallel import DistributedDataParallel
+
+    model = build()
+    ddp = DistributedDataParallel(model)
+    opt = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=torch.optim.Adam, lr=1e-2)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(8, 16, generator=g), torch.randn(8, 8, generator=g)
+    mine = slice(4 * rank, 4 * rank + 4)
+    for _ in range(2):  # the second step: DDP's buckets rebuilt, Adam's state allocated
+        opt.zero_grad()
+        with BytesSent() as backward:
+            nn.functional.mse_loss(ddp(x[mine]), y[mine]).backward()
+        with BytesSent() as step:
+            opt.step()
+    moments = [s[k] for s in opt.optim.state.values() for k in ("exp_avg", "exp_avg_sq")]
+    return {
+        "backward": backward.bytes,
+        "step": step.bytes,
+        "adam": sum(t.numel() * t.element_size() for t in moments),
+    }
+
+
+@pytest.fixture(scope="module")
+def zero1():
+    return run_ranks(f"{HERE}:zero1_facts", 2, timeout=120)
+
+
+def test_zero_redundancy_optimizer_keeps_ddps_all_reduce_and_then_broadcasts_the_updated_shards(zero1):
+    p_bytes = 4 * sum(p.numel() for p in build().parameters())  # float32
+    for f in zero1:  # DDP's whole all-reduce is still there: 2 (N-1)/N of the gradients, at N = 2
+        assert p_bytes <= f["backward"] < p_bytes + 4096
+        assert 0 < f["adam"] < 2 * p_bytes  # each rank keeps Adam's moments of its partition only
+    assert sum(f["adam"] for f in zero1) == 2 * p_bytes  # the partitions cover the model once
+    sent = sum(f["step"] for f in zero1)  # the step broadcasts each rank's updated partition to the other
+    assert p_bytes <= sent < 1.5 * p_bytes  # every weight crosses once more: unlike the ZeRO paper's stage 1

@@ -18,9 +18,9 @@ quoted for that same idle time, and they are not the same number:
 .. math:: \text{bubble}_\text{wall} = \frac{p - 1}{m + p - 1}, \qquad
    \text{bubble}_\text{ideal} = \frac{p - 1}{m}
 
-The first is the share of a stage's wall time spent idle; the second is the idle
-time relative to the useful compute (the GPipe and Megatron-LM papers'
-convention, an overhead on top of ideal time). What differs between the
+The first is the share of a stage's wall time spent idle (the GPipe paper's
+:math:`O((K-1)/(M+K-1))`); the second is the idle time relative to the useful
+compute (the Megatron-LM paper's convention, an overhead on top of ideal time). What differs between the
 schedules is memory: a stage keeps a micro-batch's activations from its forward
 to its backward, so GPipe's stages each hold all :math:`m`, while 1F1B's stage
 :math:`s` holds at most :math:`p - s`.
