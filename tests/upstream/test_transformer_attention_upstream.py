@@ -107,7 +107,18 @@ def test_fully_masked_pad_rows_stay_finite(attn):
         assert mask.dtype == torch.bool and not mask[0, 0, :2].any()
     with torch.no_grad():
         out, _ = theirs(x, position_embeddings=rope(x, position_ids), attention_mask=mask)
+        v = theirs.v_proj(x[:1])  # (1, S, H_kv * Dh): row 0's values, every key
     assert torch.isfinite(out).all()
+    pad_rows = out[0, :2]  # (2, D): the two pad queries of the left-padded row
+    if attn == "eager":
+        # finfo.min swamps every score alike: a uniform average over all six keys, pad keys included
+        _, heads, kv_heads, _ = SHAPES["gqa"]
+        per_kv_head = v.mean(1).view(kv_heads, -1)  # (H_kv, Dh): each KV head's mean value
+        per_head = per_kv_head.repeat_interleave(heads // kv_heads, 0)  # (H, Dh), as repeat_kv shares them
+        uniform = theirs.o_proj(per_head.flatten())  # (D,)
+        assert torch.allclose(pad_rows, uniform.expand(2, -1), atol=TOL[attn])
+    else:
+        assert torch.equal(pad_rows, torch.zeros_like(pad_rows))  # torch's SDPA: an empty row gives zeros
 
 
 def test_llama_attention_scales_by_head_dim_not_width():
