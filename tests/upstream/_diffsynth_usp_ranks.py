@@ -64,7 +64,12 @@ class _LongContextAttention:
         return out.transpose(1, 2)  # (B, s, H, Dh)
 
 
-def _stand_in_xdit() -> None:
+def xdit_stubs(rank, world_size, sp_group, attention) -> dict[str, types.ModuleType]:
+    """Stand-in modules for the parts of xDiT (``xfuser``, ``yunchang``) DiffSynth's USP module imports.
+
+    ``rank`` and ``world_size`` are the sequence-parallel getters, ``sp_group`` the group factory,
+    ``attention`` the long-context attention class.
+    """
     stubs = {
         "yunchang": {},
         "yunchang.kernels": {"AttnType": types.SimpleNamespace(FA="fa", NPU="npu")},
@@ -73,16 +78,21 @@ def _stand_in_xdit() -> None:
         "xfuser": {},
         "xfuser.core": {},
         "xfuser.core.distributed": {
-            "get_sequence_parallel_rank": dist.get_rank,
-            "get_sequence_parallel_world_size": dist.get_world_size,
-            "get_sp_group": _Group,
+            "get_sequence_parallel_rank": rank,
+            "get_sequence_parallel_world_size": world_size,
+            "get_sp_group": sp_group,
         },
-        "xfuser.core.long_ctx_attention": {"xFuserLongContextAttention": _LongContextAttention},
+        "xfuser.core.long_ctx_attention": {"xFuserLongContextAttention": attention},
     }
+    modules = {}
     for name, attrs in stubs.items():
-        module = types.ModuleType(name)
-        module.__dict__.update(attrs)
-        sys.modules[name] = module
+        modules[name] = types.ModuleType(name)
+        modules[name].__dict__.update(attrs)
+    return modules
+
+
+def _stand_in_xdit() -> None:
+    sys.modules.update(xdit_stubs(dist.get_rank, dist.get_world_size, _Group, _LongContextAttention))
 
 
 def usp_facts(rank: int, world_size: int, folder: str, sizes: list[tuple[int, int, int]]) -> dict:

@@ -4,6 +4,7 @@ Each statement the distributed track's Lab 01 makes about DDP is one test here,
 run on two processes through :func:`infralens.distributed.run_ranks`.
 """
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -20,45 +21,27 @@ pytestmark = pytest.mark.upstream
 HERE = Path(__file__).resolve()
 
 
-class Four(nn.Module):
-    """Four equal layers: 4,096-byte weights and 128-byte biases in float32."""
+class Chain(nn.Module):
+    """``count`` Linear(width, width) layers with tanh, run in ``order`` (default: the order they were registered in).
 
-    def __init__(self):
+    Float32 gradients: 4,096-byte weights and 128-byte biases at width 32; 1 MiB and 2 KiB at width 512.
+    """
+
+    def __init__(self, width: int = 32, count: int = 4, order: tuple[int, ...] | None = None):
         super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(32, 32) for _ in range(4))
+        self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(count))
+        self.order = tuple(range(count)) if order is None else order
 
     def forward(self, x):
-        for layer in self.layers:
-            x = torch.tanh(layer(x))
-        return x
-
-
-class Shuffled(nn.Module):
-    """Four Linear(32, 32) that forward uses in the order 2, 0, 3, 1, not the order they were registered in."""
-
-    FORWARD = (2, 0, 3, 1)
-
-    def __init__(self):
-        super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(32, 32) for _ in range(4))
-
-    def forward(self, x):
-        for i in self.FORWARD:
+        for i in self.order:
             x = torch.tanh(self.layers[i](x))
         return x
 
 
-class Big(nn.Module):
-    """Three Linear(512, 512) used in order: 1 MiB and 2 KiB of float32 gradients each."""
-
-    def __init__(self):
-        super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(512, 512) for _ in range(3))
-
-    def forward(self, x):
-        for layer in self.layers:
-            x = torch.tanh(layer(x))
-        return x
+SHUFFLED = (2, 0, 3, 1)  # the forward uses the four layers in this order, not the registration order
+Four = Chain
+Shuffled = functools.partial(Chain, order=SHUFFLED)
+Big = functools.partial(Chain, 512, 3)
 
 
 class Unused(nn.Module):
@@ -286,7 +269,7 @@ def test_shuffled_forward_buckets_follow_the_gradient_order_not_the_registration
     for cap_mb, by_layer in ((0.004, [[1], [3], [0], [2]]), (0.006, [[1, 3], [0, 2]])):
         facts = buckets[0][("shuffled", cap_mb)]
         ready_layers = [int(n.split(".")[1]) for n, _ in facts["ready"]][::2]
-        assert ready_layers == list(reversed(Shuffled.FORWARD))  # backward readies them in reverse order of use
+        assert ready_layers == list(reversed(SHUFFLED))  # backward readies them in reverse order of use
         assert layers(facts["buckets"]) == by_layer  # what DDP's reducer all-reduced, in launch order
         assert facts["buckets"] == plan(facts["ready"], int(cap_mb * 2**20))  # the library's plan, name by name
         registered = [(f"layers.{i}.{k}", n) for i in (3, 2, 1, 0) for k, n in (("bias", 128), ("weight", 4096))]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ import torch
 from infralens.distributed import padded_length, run_ranks, split_sequence
 
 from ._diffsynth import import_submodule
+from ._diffsynth_usp_ranks import xdit_stubs
 
 pytestmark = pytest.mark.upstream
 
@@ -49,23 +49,8 @@ def test_usp_module_needs_xdit_packages():
 def usp(monkeypatch):
     """The USP module, imported with stand-ins for xDiT; ``usp.world`` sets the rank and world size."""
     world = {"rank": 0, "size": 2}
-    stubs = {
-        "yunchang": {},
-        "yunchang.kernels": {"AttnType": types.SimpleNamespace(FA="fa", NPU="npu")},
-        "yunchang.comm": {},
-        "yunchang.comm.all_to_all": {"SeqAllToAll4D": object},
-        "xfuser": {},
-        "xfuser.core": {},
-        "xfuser.core.distributed": {
-            "get_sequence_parallel_rank": lambda: world["rank"],
-            "get_sequence_parallel_world_size": lambda: world["size"],
-            "get_sp_group": lambda: None,
-        },
-        "xfuser.core.long_ctx_attention": {"xFuserLongContextAttention": object},
-    }
-    for name, attrs in stubs.items():
-        module = types.ModuleType(name)
-        module.__dict__.update(attrs)
+    stubs = xdit_stubs(lambda: world["rank"], lambda: world["size"], lambda: None, object)
+    for name, module in stubs.items():
         monkeypatch.setitem(sys.modules, name, module)
     _drop_module()
     import_submodule("core.device")  # the package-level flag the module reads
