@@ -1082,6 +1082,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-score", type=float, default=0.0, help="exit 1 if a module scores below this")
     parser.add_argument("--changed-since", metavar="REV", help="only the modules changed between REV and HEAD")
     parser.add_argument("--sample", type=int, metavar="N", help="run N mutants drawn at random (seeded)")
+    parser.add_argument(
+        "--per-module",
+        type=int,
+        metavar="N",
+        help="run at most N mutants of each module, drawn at random (seeded like --sample); the rest are not run",
+    )
     parser.add_argument("--seed", default=None, help="seed of --sample (default: the HEAD commit)")
     parser.add_argument("--budget", type=float, metavar="SECONDS", help="start no mutant after this much time")
     parser.add_argument("--timeout-factor", type=float, default=4.0, help="limit: 30 s + factor x baseline time")
@@ -1157,6 +1163,15 @@ def main(argv: list[str] | None = None) -> int:
             for m in todo:
                 if not m.outcome and id(m) not in chosen:
                     m.outcome = "skipped"
+
+        if args.per_module is not None:
+            rng = random.Random(f"{args.seed if args.seed is not None else head}:per-module")
+            for module in modules:
+                pool = [m for m in todo if m.module == module and not m.outcome]
+                chosen = {id(m) for m in rng.sample(pool, min(args.per_module, len(pool)))}
+                for m in pool:
+                    if id(m) not in chosen:
+                        m.outcome, m.note = "skipped", f"not drawn: at most {args.per_module} mutants per module"
 
         static = StaticMap(copies[0], upstream=not args.no_upstream)
         candidates = {m: static.candidates(m, transitive=not args.direct) for m in modules}
@@ -1254,6 +1269,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": round(wall),
         "jobs": len(copies),
         "sampled": args.sample,
+        "per_module": args.per_module,
     }
     log(f"\nwall time {wall:.0f} s")
     return report(todo, modules, meta, args.json, args.min_score, args.table)
