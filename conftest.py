@@ -13,16 +13,17 @@ smoke test in ``tests/test_starters.py`` and the content tests of its area).
 When the smoke tests are collected, every starter is started in the background
 at the end of collection, ``INFRALENS_STARTER_WORKERS`` at a time (default: the
 cores less one, at least one), so they run beside the unit tests; a test that
-needs a starter no worker has picked up yet runs it at once itself.
+needs a starter no worker has picked up yet runs it at once itself. Each run is
+``python <file>`` in the starter's folder, forked from a Python that has imported
+torch once per session (``tests/preloaded_python.py``: what that changes and what
+it does not).
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from doctest import ELLIPSIS, NORMALIZE_WHITESPACE
 from pathlib import Path
@@ -30,6 +31,8 @@ from pathlib import Path
 import pytest
 from sybil import Sybil
 from sybil.parsers.myst import DocTestDirectiveParser, SkipParser
+
+from tests.preloaded_python import PreloadedPython
 
 ROOT = Path(__file__).resolve().parent
 CODE = ROOT / "code"
@@ -50,33 +53,17 @@ def starter_paths() -> list[Path]:
     return sorted(CODE.glob("*/lab-*/*.py"))
 
 
-def _run(path: Path) -> subprocess.CompletedProcess:
-    # as a reader runs it: `python <file>` in the starter's folder
-    command = [sys.executable, path.name]
-    for attempt in (1, 2):
-        try:
-            return subprocess.run(
-                command,
-                cwd=path.parent,
-                capture_output=True,
-                text=True,
-                timeout=STARTER_TIMEOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        except OSError as exc:
-            # the process could not be started (fork or exec failed: seen once in CI, while
-            # both lanes were busy). That is the machine's, not the starter's: one more try,
-            # then a failure that names the starter and the error.
-            if attempt == 2:
-                raise RuntimeError(f"could not start `{' '.join(command)}` in {path.parent}: {exc!r}") from exc
-            time.sleep(2)
-    raise AssertionError("unreachable")
+def _run(python: PreloadedPython, path: Path) -> subprocess.CompletedProcess:
+    # as a reader runs it: `python <file>` in the starter's folder (a fork of a Python that has
+    # imported torch already: tests/preloaded_python.py says what that does and does not change)
+    return python.run(path=path.name, cwd=path.parent, timeout=STARTER_TIMEOUT)
 
 
 class Starters:
     """Runs each starter once; ``output(path)`` waits for it (or runs it now) and checks it."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, python: PreloadedPython):
+        self._python = python
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="starter")
         self._lock = threading.Lock()
         self._runs: dict[Path, Future] = {}
@@ -85,7 +72,7 @@ class Starters:
     def _counted(self, path: Path) -> subprocess.CompletedProcess:
         with self._lock:
             self.runs += 1
-        return _run(path)
+        return _run(self._python, path)
 
     def prefetch(self, paths: list[Path]) -> None:
         with self._lock:
@@ -135,13 +122,29 @@ def _workers() -> int:
 _STARTERS = pytest.StashKey[Starters]()
 
 
+_PYTHON = pytest.StashKey[PreloadedPython]()
+
+
 def pytest_configure(config):
-    config.stash[_STARTERS] = Starters(_workers())
+    config.stash[_PYTHON] = PreloadedPython()  # started on first use
+    config.stash[_STARTERS] = Starters(_workers(), config.stash[_PYTHON])
 
 
 def pytest_unconfigure(config):
     if _STARTERS in config.stash:
         config.stash[_STARTERS].close()
+    if _PYTHON in config.stash:
+        config.stash[_PYTHON].close()
+
+
+@pytest.fixture(scope="session")
+def fresh_python(pytestconfig) -> PreloadedPython:
+    """Runs ``python <file>`` or ``python -c <code>`` as a new process would, torch already imported.
+
+    ``fresh_python.run(path=..., cwd=...)`` or ``fresh_python.run(code=...)``: a
+    :class:`subprocess.CompletedProcess` (``tests/preloaded_python.py``).
+    """
+    return pytestconfig.stash[_PYTHON]
 
 
 def pytest_collection_finish(session):

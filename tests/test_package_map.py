@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -73,17 +71,19 @@ def test_the_allowed_imports_have_no_cycle():
 
 
 @pytest.mark.parametrize("package", packages())
-def test_each_package_imports_alone_in_a_fresh_interpreter(package):
-    code = f"import infralens.{package}"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+def test_each_package_imports_alone_in_a_fresh_interpreter(package, fresh_python):
+    # a new process with nothing of infralens loaded (torch is: tests/preloaded_python.py)
+    proc = fresh_python.run(code=f"import infralens.{package}", timeout=120)
     assert proc.returncode == 0, proc.stderr
 
 
-def test_the_calculators_load_no_model_code():
+def test_the_calculators_load_no_model_code(fresh_python):
     code = (
         "import sys, infralens.calculators; "
         "print(sorted(m for m in sys.modules if m.startswith('infralens.') and m.count('.') == 1))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    proc = fresh_python.run(code=code, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
     loaded = set(ast.literal_eval(out))
     assert not loaded & {"infralens.nets", "infralens.pipelines", "infralens.adapters", "infralens.memory"}, loaded

@@ -102,6 +102,16 @@ def start_process_tracer() -> None:
         return
     TRACER = Tracer(Path(out))
     TRACER.install()
+    script_started()
+
+
+def script_started() -> None:
+    """``sys.argv[0]`` names the script this process runs: a starter run by the smoke tests is its own unit.
+
+    Called at process start, and by ``tests/preloaded_python.py`` in a child it forked for ``python <file>``.
+    """
+    if TRACER is None:
+        return
     script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0].endswith(".py") else None
     if TRACER.unit == "tests/test_starters.py" and script is not None:
         try:
