@@ -9,7 +9,7 @@ bodies and signatures:
 * a call argument: a keyword dropped (``alpha=b``), a boolean keyword flipped
   (``keepdim=True``), a numeric keyword negated (``alpha=-b``), the first two
   positional arguments swapped (``torch.lerp(y, x, w)``) unless the callee is
-  symmetric;
+  symmetric or the two are the same expression;
 * a default argument: numeric defaults changed (``beta_end=0.02 -> 0.04``),
   boolean defaults flipped.
 
@@ -308,6 +308,7 @@ def _choices(node: ast.AST, parent: ast.AST | None) -> list[tuple]:
             and not any(isinstance(a, ast.Constant) for a in node.args[:2])
             and _callee(node) not in SYMMETRIC
             and not (_callee(node) in ("add", "add_") and not node.keywords)
+            and ast.dump(node.args[0]) != ast.dump(node.args[1])  # f(d, d): the swap is the same code
         ):
             out.append(("swap arguments", None))
         for i, kw in enumerate(node.keywords):
