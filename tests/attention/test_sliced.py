@@ -38,3 +38,12 @@ def test_errors(slice_size, words):
     with pytest.raises(ValueError) as err:
         sliced_attention(q, q, q, slice_size=slice_size)
     assert all(w in str(err.value) for w in words)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_output_keeps_the_dtype_of_the_query(dtype):
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 4, 6, 8, generator=g, dtype=dtype) for _ in range(3))
+    out = sliced_attention(q, k, v, slice_size=2)
+    assert out.dtype == dtype
+    assert torch.equal(out, naive_attention(q, k, v))

@@ -17,3 +17,14 @@ def test_axpby_on_bfloat16_rounds_alpha_of_the_add_and_not_the_factor_of_the_mul
     assert torch.equal(got, (first.float() + b16 * y.float()).bfloat16())
     assert not torch.equal(got, (first.float() + b * y.float()).bfloat16())  # not a float32 alpha
     assert not torch.equal(got, x)  # the noise survives
+
+
+def test_axpby_per_sample_coefficients_must_match_in_number():
+    x = y = torch.ones(2, 3)
+    assert axpby([1.0, 2.0], x, [3.0, 4.0], y)[:, 0].tolist() == [4.0, 6.0]
+    try:
+        axpby([1.0, 2.0], x, [3.0], y)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("two factors for x and one for y: refused, not truncated to one sample")

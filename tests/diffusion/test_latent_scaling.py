@@ -83,3 +83,24 @@ def test_errors(call, words):
     with pytest.raises(ValueError) as err:
         call()
     assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_float64_latents_get_the_statistics_in_float64():
+    # the statistics are kept as Python floats and applied at the latent's own precision: a float64
+    # latent is normalised with the float64 values, not with float32 copies (1e-8 off)
+    spec = LATENT_SCALING["wan2.1"]
+    z = torch.randn(1, 16, 2, 2, 2, dtype=torch.float64)
+    got = normalize_latents(z, "wan2.1")
+    for c in (0, 5, 15):
+        assert torch.equal(got[:, c], (z[:, c] - spec.latents_mean[c]) / spec.latents_std[c])
+    mean32 = torch.tensor(spec.latents_mean[5]).item()  # what a float32 table would hold
+    assert mean32 != spec.latents_mean[5] and not torch.equal(got[:, 5], (z[:, 5] - mean32) / spec.latents_std[5])
+
+
+def test_channels_on_axis_1_with_any_number_of_trailing_axes():
+    # (B, C, L): a sequence of latent vectors is normalised channel by channel like an image
+    spec = LatentScaling(latents_mean=(1.0, -2.0), latents_std=(2.0, 0.5))
+    z = torch.randn(3, 2, 7)
+    assert torch.allclose(normalize_latents(z, spec)[:, 1], (z[:, 1] + 2.0) / 0.5)
+    with pytest.raises(ValueError, match="latents must be"):
+        normalize_latents(torch.randn(3, 2), spec)

@@ -238,3 +238,16 @@ def test_starter_karras(out):
     expected = [(80 ** (1 / 7) + i / 9 * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7 for i in range(10)]
     assert [float(v) for v in line] == pytest.approx(expected, rel=5e-4)
     assert "all equal: True" in out
+
+
+def test_euler_accepts_a_grid_that_ends_at_zero():
+    # diffusers' Euler grids end with sigma = 0; the step from 0 to 0 changes nothing
+    x = noise()
+
+    def velocity(latents, timesteps, text=None):  # defined at every sigma, 0 included
+        return latents * (1 + timesteps.reshape(-1, 1, 1, 1) / 1000)
+
+    ends_at_zero = flow_multistep_sample(velocity, x, torch.tensor([1.0, 0.5, 0.0]), solver="euler")
+    assert torch.equal(ends_at_zero, flow_multistep_sample(velocity, x, torch.tensor([1.0, 0.5]), solver="euler"))
+    with pytest.raises(ValueError, match=r"lie in \(0, 1\)"):
+        flow_multistep_sample(FIELD, x, torch.tensor([0.9, 0.5, 0.0]), solver="unipc")

@@ -81,3 +81,15 @@ def test_errors(call, words):
         call()
     for w in words:
         assert w in str(err.value)
+
+
+def test_a_pattern_is_searched_in_the_dotted_name():
+    # re.search(pattern, name): "proj" is found inside "block.proj"; "^proj$" matches only a top-level "proj"
+    net = nn.Module()
+    net.block = nn.Module()
+    net.block.proj = nn.Linear(4, 4)
+    net.proj = nn.Linear(4, 4)
+    net.out = nn.Linear(4, 4)
+    assert enable_layerwise_casting(copy.deepcopy(net), skip_patterns=("proj",)) == ["out"]
+    assert enable_layerwise_casting(copy.deepcopy(net), skip_patterns=("^proj$",)) == ["block.proj", "out"]
+    assert enable_layerwise_casting(copy.deepcopy(net), skip_patterns=(r"block\.",)) == ["proj", "out"]

@@ -171,3 +171,21 @@ def test_diffsynth_strategy_replays_the_rule_and_drops_residency_at_a_switch():
     assert moved(zero) == [75, 75] and zero.peak_bytes == 30  # keep none: the planner's "layer" without a budget
     busy = plan_offload(parts, ["dit", "dit"], strategy="diffsynth", budget=50, activation_bytes={"dit": 45})
     assert moved(busy) == [75, 65]  # 45 + 0 < 50 keeps 10; 55 >= 50: the other three stream at every call
+
+
+def test_an_empty_device_takes_the_first_layer_under_any_positive_limit():
+    # the rule compares what is in use *before* the layer with the limit and reserves nothing for
+    # the layer itself: with nothing in use (used_bytes defaults to 0) the first layer always loads
+    tiny = 2**-31  # half a byte, in GiB
+    assert diffsynth_residency([2**30], vram_limit=tiny) == (True,)
+    assert diffsynth_residency([2**30], vram_limit=tiny, used_bytes=1) == (False,)
+    assert diffsynth_residency([2**30, 1], vram_limit=tiny) == (True, False)
+
+
+def test_a_budget_of_exactly_the_largest_layer_streams_every_layer():
+    # the error names the rule "budget >= largest layer + activations": equality is allowed
+    parts = [Component("m", (5, 30, 5))]
+    plan = plan_offload(parts, ["m"], strategy="layer", budget=30)
+    assert [s.weight_bytes for s in plan.stages] == [30]  # room for the 30 alone: nothing stays
+    with pytest.raises(ValueError, match="budget >= 30"):
+        plan_offload(parts, ["m"], strategy="layer", budget=29)

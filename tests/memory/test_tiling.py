@@ -65,14 +65,22 @@ def test_a_smaller_halo_is_wrong_near_the_seams_only():
     assert err[far].max() < 1e-6  # away from the seams the tiles are exact
 
 
-def test_blending_is_exact_when_tiles_agree():
+@pytest.mark.parametrize(
+    ("scale", "tile", "overlap_factor"),
+    [
+        (2, 8, 0.25),
+        (1, 8, 0.25),  # a decoder that does not upsample (s = 1) is a decoder too
+        (2, 2, 0.5),  # stride 1: every latent cell starts a tile
+    ],
+)
+def test_blending_is_exact_when_tiles_agree(scale, tile, overlap_factor):
     """With no receptive field beyond the own cell, overlapping tiles agree and blending changes nothing."""
     z = torch.randn(1, 3, 21, 30)
 
-    def pointwise(t):  # nearest 2x upsampling times 3: radius 0
-        return 3 * t.repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)
+    def pointwise(t):  # nearest upsampling times 3: radius 0
+        return 3 * t.repeat_interleave(scale, dim=-1).repeat_interleave(scale, dim=-2)
 
-    out = blended_tiled_decode(pointwise, z, tile=8, overlap_factor=0.25)
+    out = blended_tiled_decode(pointwise, z, tile=tile, overlap_factor=overlap_factor)
     assert torch.allclose(out, pointwise(z), atol=1e-6)
 
 
@@ -164,6 +172,9 @@ def test_diffsynth_blend_weights_sum_to_one_and_reach_the_edges():
     assert torch.allclose(out, nearest(z))
     ones = diffsynth_tiled_decode(lambda t: nearest(torch.ones_like(t)), z, tile_size=(4, 6), tile_stride=(2, 3))
     assert torch.allclose(ones, torch.ones_like(ones))  # the ramps are normalised everywhere, edges included
+    # DiffSynth returns pixels in [-1, 1]: a decoder that overshoots is clamped after the blend
+    wild = diffsynth_tiled_decode(lambda t: nearest(3 * t), z, tile_size=(4, 6), tile_stride=(2, 3))
+    assert torch.allclose(wild, nearest(3 * z).clamp(-1, 1)) and wild.min() == -1 and wild.max() == 1
 
 
 def test_diffsynth_blend_of_a_conv_decoder_is_approximate_and_costs_the_coverage():

@@ -112,17 +112,25 @@ def tiny_kl_vae() -> AutoencoderKL:
     ).eval()  # fmt: skip
 
 
-def test_blended_tiling_is_diffusers_tiled_decode():
+@pytest.mark.parametrize(
+    "height",
+    [
+        40,  # tile rows start at 0, 12, 24, 36: the last is 4 latent rows high, 8 pixels = the blend
+        38,  # the last row is 2 high: 4 pixels, shorter than the blend, which the column blend ignores
+        12,  # one row of tiles: blended along the columns only
+    ],
+)
+def test_blended_tiling_is_diffusers_tiled_decode(height):
     vae = tiny_kl_vae()
     assert (vae.tile_latent_min_size, vae.tile_sample_min_size, vae.tile_overlap_factor) == (16, 32, 0.25)
-    z = torch.randn(1, 4, 40, 52)
+    z = torch.randn(1, 4, height, 52)
     with torch.no_grad():
         vae.enable_tiling()  # the knob: decode goes through tiled_decode for latents over 16 x 16
         theirs = vae.decode(z).sample
         ours = blended_tiled_decode(lambda t: vae.decoder(vae.post_quant_conv(t)), z, tile=16, overlap_factor=0.25)
         vae.disable_tiling()
         full = vae.decode(z).sample
-    assert ours.shape == theirs.shape == full.shape == (1, 3, 80, 104)
+    assert ours.shape == theirs.shape == full.shape == (1, 3, 2 * height, 104)
     assert torch.allclose(ours, theirs, atol=1e-5)
     assert not torch.allclose(theirs, full, atol=1e-3)  # GroupNorm and attention see one tile: not exact
 
