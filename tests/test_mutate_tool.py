@@ -198,3 +198,24 @@ def test_the_static_map_finds_a_modules_tests_pages_and_starters():
     assert "starter:code/diffuser/lab-01-forward-noise-process/forward_noise.py" in units
     ids = mutate.starter_nodeids(ROOT, "code/diffuser/lab-01-forward-noise-process/forward_noise.py")
     assert "tests/test_starters.py::test_forward_noise_trace" in ids
+
+
+def test_merge_adds_a_report_to_a_table_file(tmp_path):
+    a, b = mutate.MODULES[:2]
+    row = dict.fromkeys(("survived", "timeout", "uncovered", "equivalent", "error", "skipped"), 0)
+    row.update(mutants=4, killed=4, score=1.0, seconds=8.0)
+    first = {"commit": "old", "finished": "2026-01-01T00:00:00+00:00", "command": "x", "wall_seconds": 9}
+    table = tmp_path / "mutation.json"
+    table.write_text(json.dumps({"meta": {"merged": [{**first, "modules": [a, b]}]}, "modules": {a: row, b: row}}))
+    made = mutate.mutants(b, SOURCE)[:2]
+    for m, outcome in zip(made, ("killed", "survived"), strict=True):
+        m.outcome = outcome
+    report = tmp_path / "new.json"
+    second = {"commit": "new", "finished": "2026-01-02T00:00:00+00:00", "command": "y", "wall_seconds": 1}
+    mutate.report(made, [b], second, report, 0.0)
+    out = tmp_path / "out.json"
+    assert mutate.main(["--merge", str(table), str(report), "--table", str(out), "--min-score", "0.9"]) == 1
+    data = json.loads(out.read_text())
+    assert data["modules"][a] == row  # a module only the table knows: its row as the table had it
+    assert (data["modules"][b]["killed"], data["modules"][b]["survived"]) == (1, 1)  # the report's, newer
+    assert [(r["commit"], r["modules"]) for r in data["meta"]["merged"]] == [("old", [a]), ("new", [b])]

@@ -38,6 +38,7 @@ Usage::
     python tools/mutate.py --list src/infralens/core/mix.py              # the mutants, not run
     python tools/mutate.py --merge a.json b.json --json all.json         # one report from several runs
     python tools/mutate.py --merge a.json b.json --table docs/_data/mutation.json   # the table docs/authoring.md shows
+    python tools/mutate.py --merge docs/_data/mutation.json new.json --table docs/_data/mutation.json  # add to it
 """
 
 from __future__ import annotations
@@ -1014,8 +1015,11 @@ def report(
     json_path: Path | None,
     min_score: float,
     table_path: Path | None = None,
+    kept_rows: dict | None = None,
 ) -> int:
     table = summarise(done, modules)
+    if kept_rows:  # modules known only from a table (--merge of a --table file): their rows as written
+        table = {m: table.get(m) or {**kept_rows[m], "survivors": []} for m in MODULES if m in table or m in kept_rows}
     print()
     print_table(table)
     for module, row in table.items():
@@ -1112,8 +1116,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker_main()
     if args.merge:
-        done, modules, meta = merge(args.merge)
-        return report(done, modules, meta, args.json, args.min_score, args.table)
+        tables = [p for p in args.merge if "mutants" not in json.loads(p.read_text())]
+        done, modules, meta = merge([p for p in args.merge if p not in tables])
+        kept: dict = {}
+        for path in tables:  # a table file (--table) keeps rows, not mutants: its modules that no report measured
+            data = json.loads(path.read_text())
+            runs = [r for r in data["meta"].get("merged", [data["meta"]]) if set(r.get("modules", ())) - set(modules)]
+            for row_module, row in data["modules"].items():
+                if row_module not in modules:
+                    kept[row_module] = row
+            for r in runs:
+                r = {**r, "modules": [m for m in r.get("modules", ()) if m not in modules]}
+                meta.setdefault("merged", []).insert(0, r)
+        return report(done, modules, meta, args.json, args.min_score, args.table, kept)
 
     t_start = time.perf_counter()
     log = lambda text: print(text, flush=True)  # noqa: E731

@@ -28,6 +28,7 @@ class Net(nn.Module):
 def test_groups_bytes_and_order():
     net = Net()
     off = GroupOffload(net, num_blocks_per_group=2)
+    assert off.peak_resident_bytes() == 0  # nothing has run: nothing was ever on the device
     sizes = off.group_bytes()
     block = (64 + 8) * 4
     assert sizes == {"blocks_0_1": 2 * block, "blocks_2_3": 2 * block, "blocks_4_4": block,
