@@ -188,3 +188,11 @@ def test_starter_prints_checked_values(starter):
     for r, n, pct in rows:
         assert int(n.replace(",", "")) == int(r) * (3072 + 3072)
         assert float(pct) == pytest.approx(100 * int(r) * 6144 / 3072**2, abs=0.005)
+
+
+def test_an_alpha_below_one_is_a_small_scaling_not_an_error():
+    # PEFT accepts any lora_alpha > 0: alpha 0.5 at rank 4 scales the update by 1/8
+    layer = LoRALinear(nn.Linear(8, 8), rank=4, lora_alpha=0.5)
+    assert layer.scaling == 0.125
+    with pytest.raises(ValueError, match="lora_alpha must be > 0"):
+        LoRALinear(nn.Linear(8, 8), rank=4, lora_alpha=0)

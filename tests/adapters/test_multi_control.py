@@ -238,3 +238,9 @@ def test_starter_prints_checked_values(starter):
     assert f"canny  active at steps {canny}" in out and f"depth  active at steps {depth}" in out
     assert "same steps as the diffusers windows: True" in out
     assert "diffusers applies it at 0 steps" in out and "DiffSynth applies it at 1 step (step 0)" in out
+
+
+def test_the_table_is_six_characters_a_column_at_least():
+    # columns as wide as "  0.80" or the control's name, whichever is wider, right-aligned
+    table = format_control_schedule([ControlWindow("edge", 0.8, 0.5, 1.0), ControlWindow("openpose", 1, 0, 0.5)], 2)
+    assert table.splitlines() == ["step   edge openpose", "   0      -     1.00", "   1   0.80        -"]

@@ -90,3 +90,9 @@ def test_the_grid_reads_like_the_papers_figures():
 def test_simulator_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("schedule", PIPELINE_SCHEDULES)
+def test_the_timeline_lists_operations_in_time_order(schedule):
+    ops = simulate_pipeline(schedule, 3, 4, backward_time=2.0).ops
+    assert [(o.start, o.stage) for o in ops] == sorted((o.start, o.stage) for o in ops)

@@ -47,3 +47,10 @@ def test_errors(kwargs, message):
     call = {"scheme": "ring", **KW, "world_size": 8, **kwargs}
     with pytest.raises(ValueError, match=message):
         sequence_parallel_bytes(call.pop("scheme"), **call)
+
+
+@pytest.mark.parametrize("scheme", SEQUENCE_SCHEMES)
+def test_bytes_grow_linearly_with_the_batch(scheme):
+    # every scheme sends activations: twice the sequences, twice the bytes
+    args = {"seq_len": 4096, "heads": 8, "head_dim": 64, "world_size": 4, "kv_heads": 2}
+    assert sequence_parallel_bytes(scheme, batch=2, **args) == 2 * sequence_parallel_bytes(scheme, batch=1, **args)

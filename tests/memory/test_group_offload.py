@@ -44,6 +44,7 @@ def test_groups_bytes_and_order():
     assert off.peak_resident_bytes() == sizes["top-level"] + 2 * block
     moved = sum(e.nbytes for e in off.events if e.action != "compute")
     assert moved == 2 * sum(sizes.values())  # every group on and off once per call
+    assert sum(e.nbytes for e in off.events) == moved  # a compute event moves no bytes
     off.remove()
     net(torch.randn(1, 4))
     assert len(off.events) == 13
@@ -101,3 +102,10 @@ def test_errors(call, words):
         call()
     for w in words:
         assert w in str(err.value)
+
+
+def test_a_group_may_take_no_time():
+    # zero seconds is a valid measurement (an empty group, a copy already done)
+    assert offload_timeline([0.0, 1.0], [0.0, 0.0], prefetch=True) == (1.0, (0.0, 0.0))
+    with pytest.raises(ValueError, match="transfer_s must be seconds >= 0"):
+        offload_timeline([1.0], [-0.5], prefetch=False)
