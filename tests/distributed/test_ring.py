@@ -74,3 +74,20 @@ def test_schedule_each_rank_sends_one_chunk_per_step_to_its_right():
 def test_schedule_error():
     with pytest.raises(ValueError, match=r"world_size must be >= 1, e.g. world_size=4; got 0"):
         ring_allreduce_schedule(0)
+
+
+def ring_in_a_subgroup(rank, world_size):
+    # ranks 1, 2, 3 form a ring of their own: group ranks 0, 1, 2 are global ranks 1, 2, 3, and the
+    # ring has three members, so its two directions differ
+    group = dist.new_group([1, 2, 3])
+    if rank == 0:
+        return None
+    x = torch.randn(7, dtype=torch.float64, generator=torch.Generator().manual_seed(rank))
+    mine, reference = x.clone(), x.clone()
+    ring_allreduce(mine, group=group)
+    dist.all_reduce(reference, group=group)
+    return torch.allclose(mine, reference)
+
+
+def test_the_ring_runs_inside_a_subgroup():
+    assert run_ranks(f"{HERE}:ring_in_a_subgroup", 4, timeout=30) == [None, True, True, True]

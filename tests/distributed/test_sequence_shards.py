@@ -92,3 +92,26 @@ def test_an_uneven_sequence_is_refused_with_the_padded_length(three_ranks):
     assert three_ranks[0]["error"] == (
         "x.shape[1]=5 must be divisible by world_size=3: pad the sequence with split_sequence first, e.g. to 6"
     )
+
+
+def reduce_scatter_in_a_subgroup(rank, world_size):
+    # ranks 1, 2, 3 shard the sequence among themselves; x is (B, H, S, d), the default axis 2
+    group = dist.new_group([1, 2, 3])
+    if rank == 0:
+        return None
+    partial = torch.randn(1, 2, 6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(rank))
+    mine = reduce_scatter_sequence(partial, group=group)
+    total = partial.clone()
+    dist.all_reduce(total, group=group)
+    return torch.allclose(mine, split_sequence(total, dist.get_rank(group), 3))
+
+
+def test_reduce_scatter_runs_inside_a_subgroup_on_the_default_axis():
+    assert run_ranks(f"{HERE}:reduce_scatter_in_a_subgroup", 4, timeout=30) == [None, True, True, True]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_padding_keeps_the_dtype(dtype):
+    x = torch.ones(1, 2, 5, 3, dtype=dtype)
+    last = split_sequence(x, 1, 2)  # positions 3, 4 and one zero of padding
+    assert last.dtype == dtype and last[:, :, 2].abs().sum() == 0
