@@ -96,6 +96,28 @@ def test_a_plan_built_in_code_is_checked_too():
         )
 
 
+@pytest.mark.parametrize(("pp", "refused"), [(1, False), (2, True)])
+def test_zero_2_is_refused_with_any_pipeline(pp, refused):
+    # two stages are already a pipeline: gradients would be reduced once per micro-batch
+    model = ModelSpec("tiny", 4, 64, 176, 8, 8, 100)
+    build = lambda: ParallelismPlan(  # noqa: E731
+        model,
+        ClusterSpec(1, 2, 80),
+        tp=1,
+        pp=pp,
+        dp=2 // pp,
+        zero_stage=2,
+        micro_batch_size=1,
+        micro_batches=2,
+        seq_len=8,
+    )
+    if refused:
+        with pytest.raises(ValueError, match=r"parallelism\.zero_stage=2"):
+            build()
+    else:
+        assert build().zero_stage == 2
+
+
 def test_missing_file():
     with pytest.raises(FileNotFoundError):
         load_plan(ROOT / "no_such_plan.yaml")
