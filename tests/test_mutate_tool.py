@@ -219,3 +219,20 @@ def test_merge_adds_a_report_to_a_table_file(tmp_path):
     assert data["modules"][a] == row  # a module only the table knows: its row as the table had it
     assert (data["modules"][b]["killed"], data["modules"][b]["survived"]) == (1, 1)  # the report's, newer
     assert [(r["commit"], r["modules"]) for r in data["meta"]["merged"]] == [("old", [a]), ("new", [b])]
+
+
+def test_a_rerun_replaces_the_outcomes_of_the_mutants_it_ran_again(tmp_path):
+    def run(name, finished, outcomes, rerun=None):
+        made = mutate.mutants("toy.py", SOURCE)[: len(outcomes)]
+        for m, outcome in zip(made, outcomes, strict=True):
+            m.outcome = outcome
+        path = tmp_path / f"{name}.json"
+        meta = {"commit": name, "finished": finished, "command": name, "wall_seconds": 1, "rerun": rerun}
+        mutate.report(made, ["toy.py"], meta, path, 0.0)
+        return path
+
+    first = run("first", "2026-01-01T00:00:00", ["killed", "survived", "skipped", "timeout"])
+    again = run("again", "2026-01-02T00:00:00", ["skipped", "killed", "skipped", "survived"], rerun=str(first))
+    done, modules, meta = mutate.merge([first, again], {})
+    assert [m.outcome for m in done] == ["killed", "killed", "skipped", "survived"]
+    assert [(r["commit"], r["modules"]) for r in meta["merged"]] == [("first", ["toy.py"]), ("again", ["toy.py"])]

@@ -977,6 +977,7 @@ def summarise(done: list[Mutant], modules: list[str]) -> dict:
 
 
 OUTCOMES = ("killed", "survived", "timeout", "uncovered", "equivalent", "error", "skipped")
+ALIVE = ("survived", "timeout", "uncovered", "error")  # outcomes that are not a kill
 
 
 def print_table(table: dict, file=sys.stdout) -> None:
@@ -1046,20 +1047,36 @@ def report(
 
 def merge(paths: list[Path], equivalents: dict | None = None) -> tuple[list[Mutant], list[str], dict]:
     """Mutants of several reports; for a module in several, the newest report that ran all of its mutants wins
-    (else the newest). A mutant that did not die and that ``equivalents`` (default: the equivalents file, as it
+    (else the newest), and the reports of ``--rerun`` runs then replace the outcomes of the mutants they ran
+    again. A mutant that did not die and that ``equivalents`` (default: the equivalents file, as it
     is now) records is counted as equivalent: equivalence is a reading of the code, not a measurement."""
     equivalents = load_equivalents() if equivalents is None else equivalents
     by_module: dict[str, tuple[tuple[bool, str], int, list[dict]]] = {}
     metas = []
+    reruns = []
     for i, path in enumerate(paths):
         data = json.loads(path.read_text())
         metas.append({"file": str(path), **data["meta"]})
+        if data["meta"].get("rerun"):
+            reruns.append((i, data))
+            continue
         stamp = data["meta"].get("finished", "")
         for module in data["modules"]:
             rows = [r for r in data["mutants"] if r["module"] == module]
             rank = (not any(r["outcome"] == "skipped" for r in rows), stamp)  # complete first, then newest
             if module not in by_module or by_module[module][0] <= rank:
                 by_module[module] = (rank, i, rows)
+    overlaid: dict[str, set[int]] = {}
+    for i, data in sorted(reruns, key=lambda r: r[1]["meta"].get("finished", "")):
+        for module in data["modules"]:  # a rerun's outcomes replace those of the mutants it ran again
+            if module not in by_module:
+                continue
+            rows = {r["key"]: r for r in by_module[module][2]}
+            for r in data["mutants"]:
+                if r["module"] == module and r["outcome"] != "skipped" and r["key"] in rows:
+                    rows[r["key"]] = r
+                    overlaid.setdefault(module, set()).add(i)
+            by_module[module] = (by_module[module][0], by_module[module][1], list(rows.values()))
     modules = [m for m in MODULES if m in by_module] + [m for m in by_module if m not in MODULES]
     done = []
     for module in modules:
@@ -1071,7 +1088,7 @@ def merge(paths: list[Path], equivalents: dict | None = None) -> tuple[list[Muta
                 m.outcome, m.note = "equivalent", reason
             done.append(m)
     for i, meta in enumerate(metas):  # which modules each run's figures are shown for
-        meta["modules"] = [m for m in modules if by_module[m][1] == i]
+        meta["modules"] = [m for m in modules if by_module[m][1] == i or i in overlaid.get(m, ())]
     return done, modules, {"merged": [meta for meta in metas if meta["modules"]]}
 
 
@@ -1092,6 +1109,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         metavar="N",
         help="run at most N mutants of each module, drawn at random (seeded like --sample); the rest are not run",
+    )
+    parser.add_argument(
+        "--rerun",
+        type=Path,
+        metavar="REPORT",
+        help="run only the mutants REPORT left alive (survived, timeout, uncovered, error); --merge lays the new "
+        "outcomes over REPORT's",
     )
     parser.add_argument("--seed", default=None, help="seed of --sample (default: the HEAD commit)")
     parser.add_argument("--budget", type=float, metavar="SECONDS", help="start no mutant after this much time")
@@ -1180,9 +1204,15 @@ def main(argv: list[str] | None = None) -> int:
                 if not m.outcome and id(m) not in chosen:
                     m.outcome = "skipped"
 
+        if args.rerun is not None:  # the mutants a report left alive, run again (after new tests)
+            old = json.loads(args.rerun.read_text())
+            again = {(r["module"], r["key"]) for r in old["mutants"] if r["outcome"] in ALIVE}
+            for m in todo:
+                if not m.outcome and (m.module, m.key) not in again:
+                    m.outcome, m.note = "skipped", f"not rerun: not left alive in {args.rerun}"
         if args.per_module is not None:
-            rng = random.Random(f"{args.seed if args.seed is not None else head}:per-module")
-            for module in modules:
+            for module in modules:  # one draw per module: the same mutants whatever the other modules
+                rng = random.Random(f"{args.seed if args.seed is not None else head}:{module}")
                 pool = [m for m in todo if m.module == module and not m.outcome]
                 chosen = {id(m) for m in rng.sample(pool, min(args.per_module, len(pool)))}
                 for m in pool:
@@ -1286,6 +1316,7 @@ def main(argv: list[str] | None = None) -> int:
         "jobs": len(copies),
         "sampled": args.sample,
         "per_module": args.per_module,
+        "rerun": str(args.rerun) if args.rerun else None,
     }
     log(f"\nwall time {wall:.0f} s")
     return report(todo, modules, meta, args.json, args.min_score, args.table)
