@@ -233,6 +233,6 @@ def test_a_rerun_replaces_the_outcomes_of_the_mutants_it_ran_again(tmp_path):
 
     first = run("first", "2026-01-01T00:00:00", ["killed", "survived", "skipped", "timeout"])
     again = run("again", "2026-01-02T00:00:00", ["skipped", "killed", "skipped", "survived"], rerun=str(first))
-    done, modules, meta = mutate.merge([first, again], {})
+    done, _, meta = mutate.merge([first, again], {})
     assert [m.outcome for m in done] == ["killed", "killed", "skipped", "survived"]
     assert [(r["commit"], r["modules"]) for r in meta["merged"]] == [("first", ["toy.py"]), ("again", ["toy.py"])]

@@ -63,3 +63,26 @@ def test_experts_must_split_evenly():
 
     with pytest.raises(RankError, match=r"local_experts must hold E / world_size = 4 / 2 experts per rank"):
         run_ranks(f"{HERE}:wrong_expert_count", 2, timeout=60)
+
+
+def moe_in_a_subgroup(rank, world_size):
+    # ranks 1 and 2 hold the experts (two each); every token prefers experts 0 and 1, so the second
+    # member of the group receives no row at all
+    group = torch.distributed.new_group([1, 2])
+    if rank == 0:
+        return None
+    experts = make_experts(4, D, HIDDEN, seed=7)
+    me = torch.distributed.get_rank(group)
+    x, logits = tokens_of(rank, 4)
+    routing = route_tokens(logits + torch.tensor([20.0, 20.0, 0.0, 0.0]), top_k=2, capacity=None, renormalize=True)
+    with torch.no_grad():
+        out, stats = expert_parallel_moe(x, routing, experts[2 * me : 2 * me + 2], group=group)
+        ref = moe_reference(x, routing, experts)
+    return {"equal": torch.allclose(out, ref, atol=1e-6), "send_rows": stats.send_rows}
+
+
+def test_dispatch_inside_a_subgroup_with_an_idle_rank():
+    results = run_ranks(f"{HERE}:moe_in_a_subgroup", 3, timeout=30)
+    assert results[0] is None
+    assert [r["equal"] for r in results[1:]] == [True, True]
+    assert [r["send_rows"] for r in results[1:]] == [(2 * T, 0), (2 * T, 0)]  # every row to group rank 0

@@ -211,6 +211,9 @@ def test_zero_3_gathers_parameters_twice_more():
 def test_single_axes_send_nothing():
     p = plan(tp=1, pp=1, dp=1)
     assert [a.bytes_sent for a in step_traffic(p)] == [0, 0, 0]
+    assert [a.ops for a in step_traffic(p)] == [(), (), ()]  # and no collective is called at all
+    pair = plan(tp=2, pp=1, dp=1)  # two ranks are already tensor parallel: six all-reduces a layer
+    assert step_traffic(pair)[0].ops[0][:2] == ("all_reduce", 6 * (pair.model.layers // pair.pp) * pair.micro_batches)
     two = plan(tp=1, pp=2, dp=1)
     assert [step_traffic(two, s)[1].ops[0][1] for s in (0, 1)] == [two.micro_batches] * 2  # one way each
 

@@ -114,3 +114,10 @@ def test_load_balancing_loss_endpoints():
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_top_k_may_take_every_expert():
+    experts, weights, _ = top_k_gating(torch.randn(5, 3), top_k=3, renormalize=False)
+    assert sorted(experts[0].tolist()) == [0, 1, 2] and torch.allclose(weights.sum(-1), torch.ones(5))
+    with pytest.raises(ValueError, match="top_k must be <= the number of experts E=3"):
+        top_k_gating(torch.randn(5, 3), top_k=4, renormalize=False)

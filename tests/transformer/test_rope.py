@@ -129,3 +129,12 @@ def test_errors():
         interleaved_rows_to_half(torch.zeros(12, 3), 8)
     with pytest.raises(ValueError, match=r"method must be one of linear, ntk.*got 'yarn'"):
         rope_scaled_inv_freq(8, factor=2, method="yarn")
+
+
+def test_float64_angles_use_float64_frequencies():
+    # at position 100000 a float32 frequency is off by ~1e-8 relative: a whole 1e-3 radian of angle
+    positions = torch.tensor([1, 100_000])
+    got = rope_angles(positions, 8, dtype=torch.float64)
+    exact = torch.tensor([[m * 10000.0 ** (-i / 8) for i in (0, 2, 4, 6)] for m in (1, 100_000)], dtype=torch.float64)
+    assert torch.allclose(got, exact, rtol=1e-15, atol=0)
+    assert not torch.allclose(rope_angles(positions, 8).double(), exact, rtol=1e-12, atol=0)  # float32's are not
