@@ -69,3 +69,10 @@ def test_errors():
         padded_causal_mask(torch.tensor([[2, 1]]))
     with pytest.raises(ValueError, match=r"q_len must be <= the keys in attention_mask \(2\), e.g. q_len=1; got 3"):
         padded_causal_mask(torch.ones(1, 2), q_len=3)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_padded_causal_mask_is_in_the_scores_dtype(dtype):
+    mask = padded_causal_mask(torch.tensor([[0, 1, 1]]), dtype=dtype)
+    assert mask.dtype == dtype
+    assert mask[0, 0, 2, 0] == torch.finfo(dtype).min and mask[0, 0, 2, 2] == 0  # padding hidden, last key seen

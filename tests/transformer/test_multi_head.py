@@ -73,3 +73,8 @@ def test_errors():
         MultiHeadAttention(32, 4)(torch.zeros(2, 7, 16))
     with pytest.raises(ValueError, match=r"nn.MultiheadAttention has kv_heads == heads"):
         MultiHeadAttention(32, 4, kv_heads=2).to_torch()
+
+
+def test_kv_heads_that_do_not_divide_heads_are_refused_with_the_valid_ones():
+    with pytest.raises(ValueError, match=r"kv_heads must divide heads=12 .*one of \[1, 2, 3, 4, 6, 12\]; got 5"):
+        MultiHeadAttention(48, 12, kv_heads=5)
