@@ -95,3 +95,15 @@ def test_input_errors():
         model(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="max_new_tokens"):
         model.generate(torch.zeros(1, 2, dtype=torch.long), 0)
+
+
+def test_generate_feeds_back_all_but_the_last_new_token():
+    # one prefill and max_new_tokens - 1 decode steps: the last token is returned, never run
+    model = TinyLlama(DecoderConfig()).eval()
+    calls = []
+    model.register_forward_hook(lambda module, args, out: calls.append(out.shape[1]))
+    cache = KVCache()
+    with torch.no_grad():
+        out = model.generate(torch.tensor([[1, 2, 3]]), 4, cache=cache)
+    assert out.shape == (1, 7) and calls == [3, 1, 1, 1]
+    assert cache.seq_len == 3 + 4 - 1

@@ -84,3 +84,17 @@ def test_cache_errors():
         cache.append(0, torch.zeros(3, 1, 4), torch.zeros(3, 1, 4))
     with pytest.raises(ValueError, match="seq_id 5 has no blocks"):
         cache.gather(5)
+
+
+def test_the_last_free_block_can_be_taken():
+    cache = PagedKVCache(num_blocks=2, block_size=4, kv_heads=1, head_dim=2, dtype=torch.bfloat16)
+    assert cache.key_pool.dtype == cache.value_pool.dtype == torch.bfloat16
+    cache.append(0, torch.ones(1, 8, 2), torch.ones(1, 8, 2))  # exactly two blocks: both taken
+    assert cache.free == [] and cache.gather(0)[0].dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="out of blocks: sequence 1 needs 1 more, 0 are free"):
+        cache.append(1, torch.ones(1, 1, 2), torch.ones(1, 1, 2))
+
+
+def test_cache_waste_pages_by_16_tokens_by_default():
+    waste = cache_waste([1, 17], max_seq_len=32)
+    assert waste.paged_slots == 16 + 32  # one block, then two

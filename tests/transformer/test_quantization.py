@@ -132,3 +132,10 @@ def test_int8_rows_equal_torch_quantize_per_channel_which_warns_it_is_deprecated
         theirs = torch.quantize_per_channel(w, scales, torch.zeros(64, dtype=torch.long), 0, torch.qint8)
     assert torch.equal(theirs.int_repr(), q.codes)
     assert torch.allclose(theirs.dequantize(), q.dequantize())
+
+
+def test_groups_run_along_the_last_axis_of_any_tensor():
+    x = torch.randn(2, 3, 256, generator=torch.Generator().manual_seed(0))
+    q = quantize_symmetric(x, bits=8, scheme="group", group_size=128)
+    assert q.blocks.shape == (2, 3, 2, 128)  # (..., n / G, G)
+    assert torch.allclose(q.dequantize(), x, atol=x.abs().max().item() / 127)

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -49,11 +51,16 @@ def test_cached_decoding_equals_full_recompute_in_transformers():
     assert cache.get_seq_length() == x.shape[1]
 
 
-def test_our_model_equals_transformers_on_the_same_weights():
-    hf, ours = model_pair()
+@pytest.mark.parametrize("eps", [None, 0.5])
+def test_our_model_equals_transformers_on_the_same_weights(eps):
+    # eps 0.5: large enough that every RMSNorm's epsilon shows in the logits
+    hf, ours = model_pair(TINY if eps is None else dataclasses.replace(TINY, rms_norm_eps=eps))
     x = ids()
     with torch.no_grad():
         assert torch.allclose(ours(x), hf(x).logits, atol=1e-5)
+    if eps is not None:
+        with torch.no_grad():
+            assert not torch.allclose(model_pair()[1](x), hf(x).logits, atol=1e-3)  # the default eps is not it
 
 
 def test_our_cache_holds_what_dynamic_cache_holds():
