@@ -21,8 +21,10 @@ it does not).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
+import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from doctest import ELLIPSIS, NORMALIZE_WHITESPACE
@@ -32,9 +34,20 @@ import pytest
 from sybil import Sybil
 from sybil.parsers.myst import DocTestDirectiveParser, SkipParser
 
-from tests.preloaded_python import PreloadedPython
-
 ROOT = Path(__file__).resolve().parent
+
+
+def _load_preloaded_python():
+    # by path: pytest imports test modules with --import-mode=importlib, which puts no folder of
+    # ours on sys.path, so `tests` is not importable as a package
+    spec = importlib.util.spec_from_file_location("infralens_preloaded_python", ROOT / "tests" / "preloaded_python.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+PreloadedPython = _load_preloaded_python().PreloadedPython
 CODE = ROOT / "code"
 STARTER_TIMEOUT = 300  # seconds; the slowest starter takes about 15 s on 2 idle cores
 
