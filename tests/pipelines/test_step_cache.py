@@ -33,7 +33,20 @@ def inputs(seed=1):
 DIRECTION = torch.randn(1, 8, 16, generator=torch.Generator().manual_seed(2))  # a constant shift: LayerNorm erases it
 
 
-def test_threshold_zero_never_skips_and_changes_nothing():
+def test_threshold_zero_skips_only_an_exact_repeat():
+    # diffusers computes when diff > threshold: at 0, a head residual equal to the reference is skipped
+    bs = blocks(n=2)  # two blocks: the head and a tail of one
+    cache = FirstBlockCache(bs, threshold=0.0)
+    x, c, t = inputs()
+    for name in ("cond", "uncond", "cond"):
+        with cache.context(name):
+            run(bs, x, c, t)
+    assert [d.computed for d in cache.decisions("cond")] == [True, False]  # the repeat, change 0 = threshold
+    assert [d.computed for d in cache.decisions("uncond")] == [True]  # its own state: a first call computes
+    assert cache.skipped_blocks == 1
+
+
+def test_threshold_zero_never_skips_a_changed_input_and_changes_nothing():
     plain, cached = blocks(), blocks()
     cache = FirstBlockCache(cached, threshold=0.0)
     x, c, t = inputs()

@@ -45,3 +45,34 @@ def test_bad_input():
         fused_first_frame_sample(lambda x, t, c: x, x, x, torch.tensor([1.0]))
     with pytest.raises(ValueError, match="sigmas must decrease"):
         fused_first_frame_sample(lambda x, t, c: x, x, x[:, :, :1], torch.tensor([0.5, 1.0]))
+
+
+def test_timesteps_keep_the_latents_dtype():
+    t = first_frame_timesteps(500.0, torch.zeros(1, 4, 3, 2, 2, dtype=torch.bfloat16))
+    assert t.dtype == torch.bfloat16 and t.tolist() == [0.0] + [500.0] * 2
+
+
+def test_the_loop_counts_tokens_with_the_familys_patch():
+    # LTX-Video patches by (1, 1, 1): every latent cell is a token, four times Wan 2.2's (1, 2, 2)
+    seen = []
+
+    def denoiser(x, t, text):
+        seen.append(t.numel())
+        return torch.zeros_like(x)
+
+    x, first = torch.zeros(1, 4, 3, 2, 2), torch.ones(1, 4, 1, 2, 2)
+    fused_first_frame_sample(denoiser, x, first, torch.tensor([1.0, 0.5]), family="ltxvideo")
+    fused_first_frame_sample(denoiser, x, first, torch.tensor([1.0]), family="wan2.2")
+    assert seen == [3 * 2 * 2] * 2 + [3]
+
+
+def test_a_grid_may_end_at_zero_and_the_image_must_match_the_latent():
+    x, first = torch.zeros(1, 4, 3, 2, 2), torch.ones(1, 4, 1, 2, 2)
+
+    def velocity(x, t, text):
+        return torch.ones_like(x)
+
+    ends_at_zero = fused_first_frame_sample(velocity, x, first, torch.tensor([1.0, 0.5, 0.0]))
+    assert torch.equal(ends_at_zero, fused_first_frame_sample(velocity, x, first, torch.tensor([1.0, 0.5])))
+    with pytest.raises(ValueError, match="first_frame_latents must be one latent frame"):
+        fused_first_frame_sample(velocity, x, torch.ones(1, 4, 1, 4, 2), torch.tensor([1.0]))

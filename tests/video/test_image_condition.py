@@ -85,3 +85,26 @@ def test_lab_05_starter_output(starter):
     assert tflop["self-attention"] == round(self_attn / 1e12, 2)
     assert tflop["cross, text only"] == round(cross_text / 1e12, 2)
     assert tflop["cross, text + image"] == round((cross_text + image_branch) / 1e12, 2)
+
+
+@pytest.mark.parametrize(("frames", "t", "latent_frames"), [(5, 1, 5), (5, 2, 3), (9, 4, 3)])
+def test_the_mask_has_one_latent_frame_per_group_of_t_frames(frames, t, latent_frames):
+    m = first_frame_mask(frames, 2, 3, temporal_factor=t)
+    assert tuple(m.shape) == (1, t, latent_frames, 2, 3)
+    assert m[0, :, 0].min() == 1 and (latent_frames == 1 or m[0, :, 1:].max() == 0)
+
+
+class TwoFrameVAE(torch.nn.Module):
+    """A stand-in VAE that folds two frames into one latent frame (Wan's fold four): zeros of the right shape."""
+
+    spatial_factor, temporal_factor, channels = 2, 2, 3
+
+    def encode(self, video):
+        B, _, F, H, W = video.shape
+        return torch.zeros(B, self.channels, (F - 1) // 2 + 1, H // 2, W // 2)
+
+
+def test_the_condition_follows_the_vaes_temporal_factor():
+    y = image_condition(TwoFrameVAE(), torch.zeros(1, 3, 4, 6), 5, family=None)
+    assert tuple(y.shape) == (1, 2 + 3, 3, 2, 3)  # t_f = 2 mask channels, then the 3 latent channels
+    assert torch.equal(y[:, :2], first_frame_mask(5, 2, 3, temporal_factor=2))

@@ -58,7 +58,9 @@ class FirstBlockCache:
     return them (Wan's ``WanTransformerBlock``, :class:`~infralens.nets.DiTBlock`).
 
     :param blocks: the transformer's ``nn.ModuleList`` of at least two blocks.
-    :param threshold: :math:`\tau \ge 0`; diffusers' default is 0.05, and 0 never skips.
+    :param threshold: :math:`\tau \ge 0`; diffusers' default is 0.05. A step is skipped when
+        :math:`\delta \le \tau` (diffusers computes when ``diff > threshold``), so 0 skips only a head
+        residual exactly equal to the reference.
 
     >>> from infralens.nets import DiTBlock
     >>> blocks = nn.ModuleList([DiTBlock(16, 2) for _ in range(3)])
@@ -83,7 +85,9 @@ class FirstBlockCache:
         if not isinstance(blocks, nn.ModuleList) or len(blocks) < 2:
             raise ValueError(f"blocks must be an nn.ModuleList of at least 2 blocks, e.g. model.blocks; got {blocks!r}")
         if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not threshold >= 0:
-            raise ValueError(f"threshold must be a number >= 0 (0 never skips), e.g. threshold=0.05; got {threshold!r}")
+            raise ValueError(
+                f"threshold must be a number >= 0 (0 skips only exact repeats), e.g. threshold=0.05; got {threshold!r}"
+            )
         self.blocks, self.threshold = blocks, float(threshold)
         self.skipped_blocks = 0
         """Block calls skipped so far, over every context."""
