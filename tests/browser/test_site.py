@@ -27,6 +27,9 @@ async_playwright = async_api.async_playwright
 ROOT = Path(__file__).resolve().parents[2]
 SITE = Path(os.environ.get("INFRALENS_SITE", ROOT / "_build" / "html"))
 SHOTS = ROOT / "_build" / "screenshots"
+# a screenshot shows the first screen of a page; INFRALENS_FULL_SCREENSHOTS=1 takes the whole page
+# (rendering pages tens of thousands of pixels tall costs the browser more CPU than the rest of the test)
+FULL_SCREENSHOTS = os.environ.get("INFRALENS_FULL_SCREENSHOTS", "") == "1"
 CHROMIUM = os.environ.get("INFRALENS_CHROMIUM", "/usr/bin/chromium")
 PAGES = sorted(
     [
@@ -129,7 +132,7 @@ async def _visit(browser, base: str, path: str) -> Visit:
         )
         SHOTS.mkdir(parents=True, exist_ok=True)
         shot = SHOTS / (path.replace("/", "__").removesuffix(".html") + ".png")
-        await page.screenshot(path=str(shot), full_page=True)
+        await page.screenshot(path=str(shot), full_page=FULL_SCREENSHOTS)
         for href in seen.links:  # the starter files the page offers, fetched as a reader's click would
             response = await page.context.request.get(href)
             seen.downloads[href] = (response.ok, (await response.body())[:16])
