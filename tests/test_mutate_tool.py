@@ -236,3 +236,10 @@ def test_a_rerun_replaces_the_outcomes_of_the_mutants_it_ran_again(tmp_path):
     done, _, meta = mutate.merge([first, again], {})
     assert [m.outcome for m in done] == ["killed", "killed", "skipped", "survived"]
     assert [(r["commit"], r["modules"]) for r in meta["merged"]] == [("first", ["toy.py"]), ("again", ["toy.py"])]
+
+
+def test_a_test_reaches_the_library_through_its_own_helper_module():
+    # tests/upstream/test_transformer_cache_upstream.py builds TinyLlama in ._tiny_decoder
+    static = mutate.StaticMap(ROOT)
+    units = static.candidates("src/infralens/transformer/model.py")
+    assert "tests/upstream/test_transformer_cache_upstream.py" in units

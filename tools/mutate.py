@@ -524,7 +524,15 @@ class StaticMap:
             dotted = ".".join(rel.parent.parts if is_package else rel.parts)
         out: set[str] = set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom):
+            if isinstance(node, ast.ImportFrom) and node.level and not dotted:
+                # a test's own helper (from ._tiny_decoder import model_pair): what the helper imports
+                base = path.parent
+                for _ in range(node.level - 1):
+                    base = base.parent
+                helper = base / Path(*(node.module or "__init__").split(".")).with_suffix(".py")
+                if helper.is_file():
+                    out |= self._python_deps(helper)
+            elif isinstance(node, ast.ImportFrom):
                 origin = self._absolute(node, dotted or "", is_package) if (node.level == 0 or dotted) else None
                 if origin:
                     for alias in node.names:

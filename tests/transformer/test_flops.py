@@ -24,6 +24,9 @@ def test_formula_equals_the_counter(dim, heads, kv_heads, head_dim, seq_len):
     measured = count_attention_flops(attn, x)
     formula = attention_flops(batch=2, seq_len=seq_len, dim=dim, heads=heads, kv_heads=kv_heads, head_dim=head_dim)
     assert measured == formula
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        attn(x)
+    assert formula.total == counter.get_total_flops()  # the two parts add up to torch's whole count
 
 
 @pytest.mark.parametrize(("dim", "heads", "kv_heads"), [(4096, 32, None), (4096, 32, 8), (2048, 16, 1), (64, 4, 2)])

@@ -74,5 +74,5 @@ def test_a_grid_may_end_at_zero_and_the_image_must_match_the_latent():
 
     ends_at_zero = fused_first_frame_sample(velocity, x, first, torch.tensor([1.0, 0.5, 0.0]))
     assert torch.equal(ends_at_zero, fused_first_frame_sample(velocity, x, first, torch.tensor([1.0, 0.5])))
-    with pytest.raises(ValueError, match="first_frame_latents must be one latent frame"):
+    with pytest.raises(ValueError, match=r"first_frame_latents must be one latent frame \(1, 4, 1, 2, 2\)"):
         fused_first_frame_sample(velocity, x, torch.ones(1, 4, 1, 4, 2), torch.tensor([1.0]))
