@@ -10,8 +10,8 @@ wheel from the PyTorch index; the test checks that it pins the version tox uses.
 
 It replays only what no other environment exercises: ``READTHEDOCS=True``,
 Read the Docs' flags, MathJax from its CDN and ``latexmk -f``. The book is not
-read again: the builders start from a copy of the run's shared doctree
-(``INFRALENS_DOCTREES``, which ``tox -e docs`` fills), and the ePub takes its
+read again: the three builders start at once, each from its own copy of the run's
+shared doctree (``INFRALENS_DOCTREES``, which ``tox -e docs`` fills), and the ePub takes its
 math images from the content cache (``INFRALENS_IMGMATH_CACHE``) that
 ``tox -e epub`` filled. Its LaTeX is compiled only when it differs from what
 ``tox -e pdf`` compiled in the same run (``READTHEDOCS=True`` changes the HTML
@@ -58,28 +58,56 @@ def test_torch_pin_is_the_one_tox_uses():
     assert "/whl/cpu" in pre_install, "Read the Docs has no GPU: install the CPU wheel"
 
 
-def sphinx(builder: str, out: Path, doctrees: Path) -> None:
+FOLDERS = {"html": "html", "latex": "pdf", "epub": "epub"}  # builder: output folder, as Read the Docs names them
+
+
+def start_sphinx(builder: str, out: Path, doctrees: Path) -> subprocess.Popen:
     env = {**os.environ, "READTHEDOCS": "True", "READTHEDOCS_OUTPUT": str(out.parent)}
     env.pop("INFRALENS_MATHJAX", None)  # the hosted site uses MathJax from its CDN
     cmd = [sys.executable, "-m", "sphinx", "-T", "-W", "--keep-going", "-b", builder, "-d", str(doctrees)]
     cmd += ["-D", "language=en", str(ROOT), str(out)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+class Builds:
+    """The three builds; with the run's doctree (``INFRALENS_DOCTREES``) they run at once, each on its own copy.
+
+    A copy each, because a build may write to its doctree (the replay must not write into the one the
+    other builders use, nor two builds into one). Without it (a bare ``pytest`` of this file) they run
+    one after the other on one doctree, so the book is read once, by the first.
+    """
+
+    def __init__(self, out: Path):
+        self.out = out
+        shared = os.environ.get("INFRALENS_DOCTREES")
+        self.procs: dict[str, subprocess.Popen] = {}
+        if shared and Path(shared, "environment.pickle").is_file():
+            for builder, folder in FOLDERS.items():
+                shutil.copytree(shared, out / f"doctrees-{builder}")
+                self.procs[builder] = start_sphinx(builder, out / folder, out / f"doctrees-{builder}")
+
+    def done(self, builder: str) -> Path:
+        proc = self.procs.get(builder) or start_sphinx(builder, self.out / FOLDERS[builder], self.out / "doctrees")
+        output, _ = proc.communicate()
+        assert proc.returncode == 0, output[-6000:]
+        return self.out / FOLDERS[builder]
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
 
 
 @pytest.fixture(scope="module")
-def output(tmp_path_factory):
-    out = tmp_path_factory.mktemp("readthedocs")
-    shared = os.environ.get("INFRALENS_DOCTREES")
-    if shared and Path(shared, "environment.pickle").is_file():
-        # a copy: the replay must not write into the doctree the other builders use
-        shutil.copytree(shared, out / "doctrees")
-    return out
+def builds(tmp_path_factory):
+    started = Builds(tmp_path_factory.mktemp("readthedocs"))
+    yield started
+    started.close()
 
 
-def test_html(output):
-    sphinx("html", output / "html", output / "doctrees")
-    assert (output / "html" / "index.html").is_file()
+def test_html(builds):
+    assert (builds.done("html") / "index.html").is_file()
 
 
 def compiled_already(latex: Path) -> Path | None:
@@ -104,9 +132,8 @@ def compiled_already(latex: Path) -> Path | None:
     return pdf
 
 
-def test_pdf(output):
-    latex = output / "pdf"
-    sphinx("latex", latex, output / "doctrees")
+def test_pdf(builds):
+    latex = builds.done("latex")
     pdf = compiled_already(latex)
     if pdf is None:  # not compiled in this run (tox -e rtd alone, or the sources differ): compile
         cmd = ["latexmk", "-r", "latexmkrc", "-pdf", "-f", "-dvi-", "-ps-", "-jobname=infralens"]
@@ -118,6 +145,5 @@ def test_pdf(output):
     assert pdf.stat().st_size > 100_000
 
 
-def test_epub(output):
-    sphinx("epub", output / "epub", output / "doctrees")
-    assert list((output / "epub").glob("*.epub"))
+def test_epub(builds):
+    assert list(builds.done("epub").glob("*.epub"))
