@@ -55,7 +55,7 @@ MODULES = ["infralens.diffusion.add_noise", "infralens.diffusion.flow_interpolat
 # last lane ends (.ci/run)
 STAGES = [
     (["lint", "py"], ["docs"], ["upstream"]),
-    (["pdf", "rtd"], ["epub", "browser"], ["mutation-sample"]),
+    (["pdf"], ["epub", "rtd"], ["browser"], ["mutation-sample"]),
 ]
 CORES = 2
 # Multi-process launches per lab of the distributed track, by the CI step that runs them; each costs a
