@@ -149,24 +149,30 @@ def bucket_facts(rank, world_size):
     return out
 
 
+def recorded_steps(model, ddp, batch, summary) -> list[tuple]:
+    """Two DDP steps with the recording comm hook: ``("ok", summary(state))`` per step, or DDP's error."""
+    state = {"names": {id(p): n for n, p in model.named_parameters()}, "calls": [], "step": 0}
+    ddp.register_comm_hook(state, recording_hook)
+    steps = []
+    for step in range(2):
+        state["step"] = step
+        try:
+            ddp(batch).sum().backward()
+        except RuntimeError as exc:
+            steps.append(("error", str(exc)))
+            break
+        steps.append(("ok", *summary(state, step)))
+    return steps
+
+
 def unused_facts(rank, world_size):
     out = {}
     for find in (False, True):
         torch.manual_seed(0)
         model = Unused()
         ddp = DistributedDataParallel(model, find_unused_parameters=find)
-        state = {"names": {id(p): n for n, p in model.named_parameters()}, "calls": [], "step": 0}
-        ddp.register_comm_hook(state, recording_hook)
-        steps = []
-        for step in range(2):
-            state["step"] = step
-            try:
-                ddp(torch.full((2, 4), float(rank + 1))).sum().backward()
-            except RuntimeError as exc:
-                steps.append(("error", str(exc)))
-                break
-            steps.append(("ok", len(state["calls"]), model.used.weight.grad.clone()))
-        out[find] = steps
+        summary = lambda state, step, m=model: (len(state["calls"]), m.used.weight.grad.clone())  # noqa: E731
+        out[find] = recorded_steps(model, ddp, torch.full((2, 4), float(rank + 1)), summary)
     return out
 
 
@@ -181,18 +187,8 @@ def frozen_facts(rank, world_size):
         ddp = DistributedDataParallel(model, bucket_cap_mb=0.004)
         if when == "after":
             model.layers[0].requires_grad_(False)
-        state = {"names": {id(p): n for n, p in model.named_parameters()}, "calls": [], "step": 0}
-        ddp.register_comm_hook(state, recording_hook)
-        steps = []
-        for step in range(2):
-            state["step"] = step
-            try:
-                ddp(data(rank)[0]).sum().backward()
-            except RuntimeError as exc:
-                steps.append(("error", str(exc)))
-                break
-            steps.append(("ok", sorted({n for c in state["calls"] if c[0] == step for n in c[2]})))
-        out[when] = steps
+        reduced = lambda state, step: (sorted({n for c in state["calls"] if c[0] == step for n in c[2]}),)  # noqa: E731
+        out[when] = recorded_steps(model, ddp, data(rank)[0], reduced)
     return out
 
 
